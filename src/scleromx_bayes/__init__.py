@@ -1,0 +1,34 @@
+"""scleromx_bayes: Bayesian response prediction for small rare-disease treatment cohorts.
+
+>>> import scleromx_bayes as sxb
+>>> cohort = sxb.load_example()          # synthetic example cohort  # doctest: +SKIP
+>>> fit = sxb.fit(cohort, "base", seed=1)                           # doctest: +SKIP
+>>> ds = fit.summary()                   # xarray.Dataset            # doctest: +SKIP
+"""
+
+from .cohort import (
+    CellTable,
+    Cohort,
+    CohortError,
+    OutcomeDefinition,
+    Problem,
+    read_cohort,
+    read_counts,
+    read_data,
+)
+from .fit import Diagnostics, Fit, compile_count, fit, fit_cells
+from .io import read_dataset, read_posterior, write_dataset, write_posterior
+from .model import build_model
+from .simulate import load_example, simulate_cohort
+from .spec import ModelSpec, Prior, SpecError, list_specs, load_spec
+from .summary import summarise
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CellTable", "Cohort", "CohortError", "Diagnostics", "Fit", "ModelSpec",
+    "OutcomeDefinition", "Prior", "Problem", "SpecError", "build_model", "compile_count",
+    "fit", "fit_cells", "list_specs", "load_example", "load_spec", "read_cohort", "read_counts",
+    "read_data", "read_dataset", "read_posterior", "simulate_cohort", "summarise",
+    "write_dataset", "write_posterior",
+]

@@ -1,0 +1,220 @@
+"""``scleromx-bayes``: the command line, a thin shell over the Python API.
+
+Bad input (unreadable or invalid data, an invalid spec, an impossible option)
+ends with exit status 2 and one clear message on stderr, before anything is
+written to the output folder.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .cohort import Cohort, CohortError, OutcomeDefinition, read_data
+from .spec import ModelSpec, SpecError, load_spec
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Bayesian CR-probability models for small rare-disease cohorts.")
+out = Console()
+err = Console(stderr=True)
+
+
+class Outcome(StrEnum):
+    cr = "cr"
+    orr = "orr"
+
+
+class NEPolicy(StrEnum):
+    exclude = "exclude"
+    failure = "failure"
+    success = "success"
+
+
+class Kind(StrEnum):
+    auto = "auto"
+    episodes = "episodes"
+    counts = "counts"
+
+
+class BadInput(Exception):
+    """Raised for anything the user can fix; reported without a traceback."""
+
+
+def _fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
+    sys.exit(2)
+
+
+def _load(data: Path, kind: Kind) -> Cohort:
+    return read_data(data, kind=None if kind == Kind.auto else kind.value)
+
+
+def _spec(model: str) -> ModelSpec:
+    return load_spec(model)
+
+
+def _out_dir(path: Path) -> Path:
+    if path.exists() and not path.is_dir():
+        raise BadInput(f"--out {path} exists and is not a folder")
+    return path
+
+
+def print_summary(ds, console: Console = out) -> None:
+    """Print CR probability (mean, HDI) and P(better than reference) per regimen x severity."""
+    ref = ds.attrs["reference_regimen"]
+    prob = ds.attrs["hdi_prob"]
+    title = f"CR probability at a new centre, model '{ds.attrs['model_name']}'"
+    if ds.attrs.get("synthetic"):
+        title += "  [bold yellow](SYNTHETIC DATA - not real patients)[/]"
+    table = Table(title=title, title_justify="left")
+    table.add_column("regimen")
+    table.add_column("severity")
+    table.add_column("n (CR)", justify="right")
+    table.add_column(f"P(CR) mean [{prob:.0%} HDI]", justify="right")
+    table.add_column(f"P(better than {ref})", justify="right")
+    p = ds["p_cr_new_site"]
+    n = ds["n_evaluable"].sum("site")
+    y = ds["n_responders"].sum("site")
+    for reg in ds["regimen"].values:
+        for sev in ds["severity"].values:
+            s = p.sel(regimen=reg, severity=sev)
+            better = float(ds["prob_better"].sel(regimen=reg, severity=sev))
+            table.add_row(
+                str(reg), str(sev),
+                f"{int(n.sel(regimen=reg, severity=sev))} ({int(y.sel(regimen=reg, severity=sev))})",
+                f"{float(s.sel(stat='mean')):.2f} [{float(s.sel(stat='hdi_lower')):.2f}, "
+                f"{float(s.sel(stat='hdi_upper')):.2f}]",
+                "reference" if reg == ref else f"{better:.2f}",
+            )
+    console.print(table)
+    problems = ds.attrs.get("diagnostics_problems", "none")
+    if problems != "none":
+        console.print(f"[bold yellow]sampling diagnostics:[/] {problems}")
+    else:
+        console.print(f"diagnostics: R-hat <= {ds.attrs['diagnostics_max_rhat']:.3f}, "
+                      f"bulk ESS >= {ds.attrs['diagnostics_min_ess_bulk']:.0f}, no divergences")
+
+
+def _run_fit(cohort: Cohort, spec: ModelSpec, outcome: OutcomeDefinition, out_dir: Path, *,
+             draws: int, tune: int, chains: int, seed: int, sampler: str, fmt: str) -> None:
+    from .fit import fit
+    from .io import write_dataset, write_posterior
+    from .plots import forest_plot
+
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")  # diagnostics are printed below, not as warnings
+        result = fit(cohort, spec, outcome=outcome, draws=draws, tune=tune, chains=chains,
+                     seed=seed, sampler=sampler)
+    ds = result.summary()
+    print_summary(ds)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ext = ".zarr" if fmt == "zarr" else ".nc"
+    paths = [
+        write_dataset(ds, out_dir / f"summary{ext}"),
+        write_posterior(result.posterior, out_dir / f"posterior{ext}"),
+        forest_plot(ds, out_dir / "forest.png"),
+    ]
+    out.print("wrote " + ", ".join(str(p) for p in paths))
+
+
+DrawsOpt = Annotated[int, typer.Option(min=50, help="Posterior draws per chain.")]
+TuneOpt = Annotated[int, typer.Option(min=50, help="Warm-up iterations per chain.")]
+ChainsOpt = Annotated[int, typer.Option(min=1, help="Number of chains.")]
+SeedOpt = Annotated[int, typer.Option(help="Random seed (same seed, same draws).")]
+FormatOpt = Annotated[str, typer.Option("--format", help="netcdf or zarr.")]
+
+
+def _check_format(fmt: str) -> str:
+    if fmt not in ("netcdf", "zarr"):
+        raise BadInput(f"--format must be 'netcdf' or 'zarr', not {fmt!r}")
+    return fmt
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("demo-output"),
+    draws: DrawsOpt = 1000, tune: TuneOpt = 1000, chains: ChainsOpt = 4, seed: SeedOpt = 1,
+    fmt: FormatOpt = "netcdf",
+) -> None:
+    """Fit the embedded SYNTHETIC example cohort with the base model."""
+    from .simulate import load_example
+
+    cohort = load_example()
+    out.print(f"Example cohort ([bold yellow]SYNTHETIC[/]): {cohort.n_patients} patients, "
+              f"{cohort.n_episodes} episodes, {len(cohort.sites)} centres, "
+              f"{len(cohort.regimens)} regimens")
+    _run_fit(cohort, load_spec("base"), OutcomeDefinition(), _out_dir(out_dir), draws=draws,
+             tune=tune, chains=chains, seed=seed, sampler="nutpie", fmt=_check_format(fmt))
+
+
+@app.command("fit")
+def fit_command(
+    data: Annotated[Path, typer.Argument(help="Episode or counts table (.csv, .parquet, .xlsx).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")],
+    model: Annotated[str, typer.Option(help="Shipped spec name or path to a .toml.")] = "base",
+    outcome: Annotated[Outcome, typer.Option(help="cr: complete response; orr: CR or PR.")] = Outcome.cr,
+    ne: Annotated[NEPolicy, typer.Option(help="What a not-evaluable episode becomes.")] = NEPolicy.exclude,
+    kind: Annotated[Kind, typer.Option(help="Force the table kind.")] = Kind.auto,
+    draws: DrawsOpt = 1000, tune: TuneOpt = 1000, chains: ChainsOpt = 4, seed: SeedOpt = 1,
+    sampler: Annotated[str, typer.Option(help="nutpie or pymc.")] = "nutpie",
+    fmt: FormatOpt = "netcdf",
+) -> None:
+    """Fit a model to DATA and write summary, posterior and forest plot to --out."""
+    if sampler not in ("nutpie", "pymc"):
+        raise BadInput(f"--sampler must be 'nutpie' or 'pymc', not {sampler!r}")
+    fmt = _check_format(fmt)
+    out_dir = _out_dir(out_dir)
+    spec = _spec(model)
+    cohort = _load(data, kind)
+    definition = OutcomeDefinition(outcome.value, ne=ne.value)
+    cohort.cells(definition)  # raises here, before any output, if the outcome needs a column
+    _run_fit(cohort, spec, definition, out_dir, draws=draws, tune=tune, chains=chains,
+             seed=seed, sampler=sampler, fmt=fmt)
+
+
+@app.command()
+def validate(
+    data: Annotated[Path, typer.Argument(help="Episode or counts table.")],
+    kind: Annotated[Kind, typer.Option(help="Force the table kind.")] = Kind.auto,
+) -> None:
+    """Check DATA and print what would be modelled; exit 2 listing every problem."""
+    cohort = _load(data, kind)
+    cells = cohort.cells()
+    out.print(f"{data}: valid {cohort.kind} table" + (" (SYNTHETIC)" if cohort.synthetic else ""))
+    if cohort.n_patients is not None:
+        out.print(f"  {cohort.n_patients} patients, {cohort.n_episodes} episodes")
+    else:
+        out.print(f"  {cohort.n_episodes} episodes")
+    out.print(f"  regimens: {', '.join(cohort.regimens)}")
+    out.print(f"  sites: {', '.join(cohort.sites)}")
+    out.print(f"  severity (reference first): {', '.join(cohort.severities)}")
+    out.print(f"  {len(cells.frame)} regimen x site x severity cells; CR {cells.y.sum()}/{cells.n.sum()}"
+              " evaluable")
+
+
+@app.command()
+def specs() -> None:
+    """List the shipped model specs."""
+    from .spec import list_specs
+
+    for name in list_specs():
+        out.print(f"{name}: {load_spec(name).description}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: usage errors and bad input exit with status 2 and no traceback."""
+    try:
+        app(args=argv)
+    except (CohortError, SpecError, BadInput, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+
+
+if __name__ == "__main__":
+    main()

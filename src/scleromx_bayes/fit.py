@@ -1,0 +1,331 @@
+"""Fit a model: sample the posterior, check convergence, keep everything.
+
+nutpie is the default sampler. A compiled model is cached per model structure
+and cell layout; a new fit with other prior values or counts reuses it through
+``with_data`` instead of compiling again (compiling takes seconds, sampling
+these models a fraction of one).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+import arviz as az
+import numpy as np
+import xarray as xr
+
+from .cohort import CellTable, Cohort, OutcomeDefinition
+from .model import build_model, effective_structure, hyperparameter_values
+from .spec import ModelSpec, load_spec
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = ["Diagnostics", "Fit", "fit", "fit_cells", "compile_count", "clear_compiled_cache"]
+
+RHAT_MAX = 1.01
+# Hierarchical logistic models on tiny cells have funnel-like posteriors; a step
+# size adapted to 0.9 acceptance (rstanarm uses 0.95) avoids most divergences.
+TARGET_ACCEPT = 0.9
+ESS_MIN = 400
+
+_cache: dict[tuple, object] = {}
+_cache_lock = threading.Lock()
+_compilations = 0
+
+
+def compile_count() -> int:
+    """How many models this process has compiled for nutpie so far."""
+    return _compilations
+
+
+def clear_compiled_cache() -> None:
+    """Forget every compiled model (the next fit of each structure compiles again)."""
+    with _cache_lock:
+        _cache.clear()
+
+
+def _layout_key(cells: CellTable, spec: ModelSpec) -> tuple:
+    eff = effective_structure(spec, cells)
+    cell_keys = tuple(map(tuple, cells.frame[["regimen", "site", "severity"]].to_numpy()))
+    dists = tuple(spec.prior(p).dist for p in eff["priors"])
+    return (eff["regimen_pooling"], eff["site_effect"], eff["severity_effect"], dists,
+            cells.regimens, cells.sites, cells.severities, cell_keys)
+
+
+def compiled_for(cells: CellTable, spec: ModelSpec) -> tuple[object, bool]:
+    """The nutpie compiled model for this layout, and whether it was compiled now."""
+    import nutpie
+
+    global _compilations
+    key = _layout_key(cells, spec)
+    with _cache_lock:
+        if key in _cache:
+            return _cache[key], False
+        compiled = nutpie.compile_pymc_model(build_model(cells, spec))
+        _cache[key] = compiled
+        _compilations += 1
+        return compiled, True
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    """Convergence checks of one fit. ``ok`` is False if any check failed."""
+
+    max_rhat: float
+    min_ess_bulk: float
+    min_ess_tail: float
+    divergences: int
+    draws_total: int
+    problems: tuple[str, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_attrs(self) -> dict[str, float | int | str]:
+        return {
+            "diagnostics_max_rhat": self.max_rhat,
+            "diagnostics_min_ess_bulk": self.min_ess_bulk,
+            "diagnostics_min_ess_tail": self.min_ess_tail,
+            "diagnostics_divergences": self.divergences,
+            "diagnostics_ok": int(self.ok),
+            "diagnostics_problems": "; ".join(self.problems) or "none",
+        }
+
+
+def diagnose(tree: xr.DataTree, var_names: Sequence[str], *, rhat_max: float = RHAT_MAX,
+             ess_min: float = ESS_MIN) -> Diagnostics:
+    """R-hat (rank-normalised), bulk and tail ESS over ``var_names``, and divergences."""
+    post = tree["posterior"].to_dataset()[list(var_names)]
+    with warnings.catch_warnings():
+        # Constant entries (the reference severity's effect is 0) give R-hat = 0/0;
+        # they are NaN and skipped below, the warning says nothing new.
+        warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
+        rhat = az.rhat(post)
+        ess_bulk = az.ess(post, method="bulk")
+        ess_tail = az.ess(post, method="tail")
+
+    def extreme(ds: xr.Dataset, fn) -> float:
+        vals = np.concatenate([np.ravel(ds[v].values) for v in ds.data_vars])
+        vals = vals[np.isfinite(vals)]
+        return float(fn(vals)) if vals.size else float("nan")
+
+    max_rhat = extreme(rhat, np.max)
+    min_bulk, min_tail = extreme(ess_bulk, np.min), extreme(ess_tail, np.min)
+    stats = tree["sample_stats"]
+    div = int(stats["diverging"].values.sum()) if "diverging" in stats else 0
+    total = int(post.sizes["chain"] * post.sizes["draw"])
+    problems = []
+    if div:
+        problems.append(f"{div} divergent transition{'s' if div > 1 else ''} of {total} draws")
+    if max_rhat > rhat_max:
+        problems.append(f"R-hat up to {max_rhat:.3f} (> {rhat_max})")
+    if min_bulk < ess_min:
+        problems.append(f"bulk ESS down to {min_bulk:.0f} (< {ess_min})")
+    if min_tail < ess_min:
+        problems.append(f"tail ESS down to {min_tail:.0f} (< {ess_min})")
+    return Diagnostics(max_rhat, min_bulk, min_tail, div, total, tuple(problems))
+
+
+@dataclass(frozen=True)
+class Fit:
+    """A fitted model: the whole posterior as a DataTree, with what made it.
+
+    Attributes
+    ----------
+    posterior : xarray.DataTree
+        Groups ``posterior``, ``sample_stats``, ``observed_data``, ``constant_data``.
+    spec : ModelSpec
+    cells : CellTable
+        The aggregated counts the fit used.
+    data : dict
+        Provenance of the data: source, fingerprint, kind, counts, synthetic flag.
+    sampler : dict
+        Sampler name and settings.
+    seed : int
+    diagnostics : Diagnostics
+    """
+
+    posterior: xr.DataTree
+    spec: ModelSpec
+    cells: CellTable
+    data: dict
+    sampler: dict
+    seed: int
+    diagnostics: Diagnostics
+
+    @property
+    def synthetic(self) -> bool:
+        return bool(self.data.get("synthetic", False))
+
+    def summary(self, hdi_prob: float = 0.95, thresholds: Sequence[float] = (0.25, 0.5),
+                reference: str | None = None) -> xr.Dataset:
+        """Posterior summary as an ``xarray.Dataset``; see :func:`summarise`."""
+        from .summary import summarise
+
+        return summarise(self, hdi_prob=hdi_prob, thresholds=thresholds, reference=reference)
+
+
+def _cell_groups(cells: CellTable) -> dict[str, xr.Dataset]:
+    cell = np.arange(len(cells.frame))
+    coords = {
+        "cell": cell,
+        "cell_regimen": ("cell", cells.frame["regimen"].to_numpy(dtype=str)),
+        "cell_site": ("cell", cells.frame["site"].to_numpy(dtype=str)),
+        "cell_severity": ("cell", cells.frame["severity"].to_numpy(dtype=str)),
+    }
+    return {
+        "observed_data": xr.Dataset({"responders": ("cell", cells.y)}, coords=coords),
+        "constant_data": xr.Dataset({"n_evaluable": ("cell", cells.n)}, coords=coords),
+    }
+
+
+def _sample_nutpie(cells: CellTable, spec: ModelSpec, *, draws: int, tune: int, chains: int,
+                   seed: int, cores: int | None, progress: bool,
+                   target_accept: float) -> tuple[xr.DataTree, bool]:
+    import nutpie
+
+    compiled, fresh = compiled_for(cells, spec)
+    values = {"n_evaluable": cells.n, "n_responders": cells.y,
+              **hyperparameter_values(spec, cells)}
+    compiled = compiled.with_data(**values)
+    tree = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed,
+                         cores=cores or min(chains, os.cpu_count() or 1), save_warmup=False,
+                         progress_bar=progress, target_accept=target_accept)
+    return tree, fresh
+
+
+def _sample_pymc(cells: CellTable, spec: ModelSpec, *, draws: int, tune: int, chains: int,
+                 seed: int, cores: int | None, progress: bool,
+                 target_accept: float) -> xr.DataTree:
+    import pymc as pm
+
+    model = build_model(cells, spec)
+    with model:
+        tree = pm.sample(draws=draws, tune=tune, chains=chains, random_seed=seed,
+                         cores=cores or 1, progressbar=progress, nuts_sampler="pymc",
+                         compute_convergence_checks=False, target_accept=target_accept)
+    return tree
+
+
+def fit_cells(
+    cells: CellTable,
+    spec: ModelSpec,
+    *,
+    data_info: dict | None = None,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    seed: int = 1,
+    sampler: Literal["nutpie", "pymc"] = "nutpie",
+    cores: int | None = None,
+    progress: bool = False,
+    rhat_max: float = RHAT_MAX,
+    ess_min: float = ESS_MIN,
+    target_accept: float = TARGET_ACCEPT,
+    warn: bool = True,
+) -> Fit:
+    """Fit ``spec`` to an already aggregated :class:`CellTable` (see :func:`fit`)."""
+    if sampler == "nutpie":
+        tree, _ = _sample_nutpie(cells, spec, draws=draws, tune=tune, chains=chains, seed=seed,
+                                 cores=cores, progress=progress, target_accept=target_accept)
+    elif sampler == "pymc":
+        tree = _sample_pymc(cells, spec, draws=draws, tune=tune, chains=chains, seed=seed,
+                            cores=cores, progress=progress, target_accept=target_accept)
+    else:
+        raise ValueError(f"sampler must be 'nutpie' or 'pymc', not {sampler!r}")
+    for name, group in _cell_groups(cells).items():
+        tree[name] = xr.DataTree(group)
+    # Drop what only the sampler needs: warm-up groups and free-form text columns.
+    for name in [c for c in tree.children if c.startswith("warmup")]:
+        del tree[name]
+    stats = tree["sample_stats"].to_dataset()
+    text = [v for v in stats.data_vars if stats[v].dtype == object]
+    if text:
+        tree["sample_stats"] = xr.DataTree(stats.drop_vars(text))
+
+    free = [v for v in tree["posterior"].data_vars
+            if v in ("regimen_logit", "intercept", "regimen_sd", "severity_effect",
+                     "site_effect", "site_sd")]
+    diagnostics = diagnose(tree, free, rhat_max=rhat_max, ess_min=ess_min)
+    if warn and not diagnostics.ok:
+        warnings.warn("sampling diagnostics: " + "; ".join(diagnostics.problems)
+                      + " -- treat these estimates with care", RuntimeWarning, stacklevel=2)
+    settings = {"sampler": sampler, "draws": draws, "tune": tune, "chains": chains,
+                "target_accept": target_accept}
+    return Fit(posterior=tree, spec=spec, cells=cells, data=dict(data_info or {}),
+               sampler=settings, seed=seed, diagnostics=diagnostics)
+
+
+def fit(
+    cohort: Cohort,
+    spec: ModelSpec | str = "base",
+    *,
+    outcome: OutcomeDefinition | None = None,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    seed: int = 1,
+    sampler: Literal["nutpie", "pymc"] = "nutpie",
+    cores: int | None = None,
+    progress: bool = False,
+    rhat_max: float = RHAT_MAX,
+    ess_min: float = ESS_MIN,
+    target_accept: float = TARGET_ACCEPT,
+) -> Fit:
+    """Fit a model of CR probability to a cohort.
+
+    Parameters
+    ----------
+    cohort : Cohort
+    spec : ModelSpec or str
+        A spec, or the name/path of one (default ``"base"``).
+    outcome : OutcomeDefinition, optional
+        CR (default) or CR+PR, and the NE policy.
+    draws, tune, chains : int
+        Posterior draws and warm-up iterations per chain, number of chains.
+    seed : int
+        The same seed gives identical draws.
+    sampler : {"nutpie", "pymc"}
+    rhat_max, ess_min : float
+        Thresholds past which a ``RuntimeWarning`` is raised and the problem recorded.
+    target_accept : float
+        NUTS step-size adaptation target (default 0.9).
+
+    Returns
+    -------
+    Fit
+
+    Examples
+    --------
+    >>> import scleromx_bayes as sxb
+    >>> fit = sxb.fit(sxb.load_example(), "base", draws=200, tune=200, seed=1)  # doctest: +SKIP
+    >>> fit.summary()["p_cr_new_site"].sel(stat="mean")  # doctest: +SKIP
+    """
+    if isinstance(spec, str):
+        spec = load_spec(spec)
+    outcome = outcome or OutcomeDefinition()
+    cells = cohort.cells(outcome)
+    info = data_info(cohort, outcome)
+    return fit_cells(cells, spec, data_info=info, draws=draws, tune=tune, chains=chains,
+                     seed=seed, sampler=sampler, cores=cores, progress=progress,
+                     rhat_max=rhat_max, ess_min=ess_min, target_accept=target_accept)
+
+
+def data_info(cohort: Cohort, outcome: OutcomeDefinition) -> dict:
+    """Provenance of the data a fit used (no patient-level content)."""
+    return {
+        "source": cohort.source,
+        "kind": cohort.kind,
+        "fingerprint": cohort.fingerprint(),
+        "n_patients": cohort.n_patients if cohort.n_patients is not None else -1,
+        "n_episodes": cohort.n_episodes,
+        "synthetic": cohort.synthetic,
+        "outcome": outcome.response,
+        "ne_policy": outcome.ne,
+    }

@@ -1,0 +1,127 @@
+"""Build the PyMC model for a cell table and a spec.
+
+For cell c = (regimen r, site s, severity k) with n_c evaluable episodes and y_c
+responders::
+
+    y_c ~ Binomial(n_c, p_c)
+    logit p_c = regimen_logit[r] + severity_effect[k] + site_effect[s]
+
+``regimen_logit`` is pooled as the spec says (none / partial / complete);
+random effects are non-centred. Every prior hyper-parameter and both count
+vectors are ``pm.Data``, so one compiled model serves every prior variant and
+every data subset of the same shape (a left-out site is a block of ``n = 0``
+cells, which add nothing to the likelihood).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+from .cohort import CellTable
+from .spec import ModelSpec, Prior
+
+__all__ = ["build_model", "hyperparameter_values", "effective_structure"]
+
+
+def _data_name(prior_name: str, param: str) -> str:
+    return f"prior__{prior_name}__{param}"
+
+
+def hyperparameter_values(spec: ModelSpec, cells: CellTable) -> dict[str, np.ndarray]:
+    """The ``pm.Data`` values a spec sets, keyed by data-variable name."""
+    out = {}
+    for name in effective_structure(spec, cells)["priors"]:
+        for param, value in spec.prior(name).params.items():
+            out[_data_name(name, param)] = np.asarray(value, dtype=np.float64)
+    return out
+
+
+def effective_structure(spec: ModelSpec, cells: CellTable) -> dict:
+    """The structure actually built: a factor with one level drops its term."""
+    pooling = spec.regimen_pooling
+    if pooling == "partial" and len(cells.regimens) == 1:
+        pooling = "complete"  # a between-regimen SD is not defined by one regimen
+    site = spec.site_effect and len(cells.sites) > 1
+    severity = spec.severity_effect and len(cells.severities) > 1
+    priors = ["intercept"]
+    if pooling == "partial":
+        priors.append("regimen_sd")
+    if site:
+        priors.append("site_sd")
+    if severity:
+        priors.append("severity_effect")
+    return {"regimen_pooling": pooling, "site_effect": site, "severity_effect": severity,
+            "priors": tuple(priors)}
+
+
+def _prior_rv(rv_name: str, prior_name: str, prior: Prior, **kwargs) -> pt.TensorVariable:
+    params = {p: pm.Data(_data_name(prior_name, p), np.float64(v)) for p, v in prior.params.items()}
+    return getattr(pm, prior.dist)(rv_name, **params, **kwargs)
+
+
+def build_model(cells: CellTable, spec: ModelSpec) -> pm.Model:
+    """Return the ``pymc.Model`` for ``cells`` under ``spec``.
+
+    Parameters
+    ----------
+    cells : CellTable
+        From :meth:`Cohort.cells`.
+    spec : ModelSpec
+        From :func:`load_spec`.
+
+    Examples
+    --------
+    >>> import scleromx_bayes as sxb
+    >>> cohort = sxb.load_example()
+    >>> model = sxb.build_model(cohort.cells(), sxb.load_spec("base"))
+    >>> sorted(model.coords)[:3]
+    ['cell', 'regimen', 'severity']
+    """
+    eff = effective_structure(spec, cells)
+    coords = {
+        "regimen": list(cells.regimens),
+        "site": list(cells.sites),
+        "severity": list(cells.severities),
+        "cell": np.arange(len(cells.frame)),
+    }
+    if eff["severity_effect"]:
+        coords["severity_vs_reference"] = list(cells.severities[1:])
+    r_idx, s_idx, k_idx = cells.index("regimen"), cells.index("site"), cells.index("severity")
+
+    with pm.Model(coords=coords) as model:
+        n = pm.Data("n_evaluable", cells.n, dims="cell")
+        y = pm.Data("n_responders", cells.y, dims="cell")
+
+        pooling = eff["regimen_pooling"]
+        if pooling == "none":
+            regimen_logit = _prior_rv("regimen_logit", "intercept", spec.prior("intercept"),
+                                      dims="regimen")
+        else:
+            intercept = _prior_rv("intercept", "intercept", spec.prior("intercept"))
+            if pooling == "partial":
+                regimen_sd = _prior_rv("regimen_sd", "regimen_sd", spec.prior("regimen_sd"))
+                z = pm.Normal("regimen_z", 0.0, 1.0, dims="regimen")
+                regimen_logit = pm.Deterministic("regimen_logit", intercept + regimen_sd * z,
+                                                 dims="regimen")
+            else:
+                regimen_logit = pm.Deterministic(
+                    "regimen_logit", intercept * pt.ones(len(cells.regimens)), dims="regimen")
+        eta = regimen_logit[r_idx]
+
+        if eff["severity_effect"]:
+            shift = _prior_rv("severity_shift", "severity_effect", spec.prior("severity_effect"),
+                              dims="severity_vs_reference")
+            severity_effect = pm.Deterministic(
+                "severity_effect", pt.concatenate([pt.zeros(1), shift]), dims="severity")
+            eta = eta + severity_effect[k_idx]
+
+        if eff["site_effect"]:
+            site_sd = _prior_rv("site_sd", "site_sd", spec.prior("site_sd"))
+            w = pm.Normal("site_z", 0.0, 1.0, dims="site")
+            site_effect = pm.Deterministic("site_effect", site_sd * w, dims="site")
+            eta = eta + site_effect[s_idx]
+
+        pm.Binomial("responders", n=n, logit_p=eta, observed=y, dims="cell")
+    return model

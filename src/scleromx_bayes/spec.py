@@ -1,0 +1,348 @@
+"""Model specifications: TOML in, a validated immutable :class:`ModelSpec` out.
+
+A spec says *which* model (structure) and *what priors*. Nothing in a spec is
+executed: distributions come from an allowlist and every key is checked.
+
+Layout of a spec file::
+
+    name = "base"
+    description = "..."
+
+    [structure]
+    regimen_pooling = "partial"   # none | partial | complete
+    site_effect = true
+    severity_effect = true
+
+    [priors.intercept]
+    dist = "Normal"
+    mu = -0.5
+    sigma = 1.5
+    rationale = "..."
+
+Prior names (all on the log-odds scale):
+
+``intercept``
+    log-odds of CR for a regimen at a typical site in the reference severity.
+    Under partial or complete pooling this is the prior of the regimens' common
+    mean; under no pooling each regimen gets it independently.
+``regimen_sd``
+    between-regimen SD of the log-odds (partial pooling only).
+``site_sd``
+    between-site SD of the log-odds (site random effect).
+``severity_effect``
+    shift in log-odds for each severity level against the reference level.
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+__all__ = ["ModelSpec", "Prior", "SpecError", "load_spec", "list_specs", "models_dir"]
+
+
+class SpecError(ValueError):
+    """A model specification is invalid."""
+
+
+# The allowlist: distribution -> its parameters, and whether it is a scale prior (>0).
+DISTRIBUTIONS: dict[str, tuple[tuple[str, ...], bool]] = {
+    "Normal": (("mu", "sigma"), False),
+    "StudentT": (("nu", "mu", "sigma"), False),
+    "HalfNormal": (("sigma",), True),
+    "HalfStudentT": (("nu", "sigma"), True),
+    "HalfCauchy": (("beta",), True),
+    "Exponential": (("lam",), True),
+}
+# Prior name -> whether it must be a scale (positive) prior.
+PRIOR_ROLES: dict[str, bool] = {
+    "intercept": False,
+    "regimen_sd": True,
+    "site_sd": True,
+    "severity_effect": False,
+}
+POOLING = ("none", "partial", "complete")
+STRUCTURE_DEFAULTS: dict[str, Any] = {
+    "regimen_pooling": "partial",
+    "site_effect": True,
+    "severity_effect": True,
+}
+_POSITIVE_PARAMS = {"sigma", "nu", "beta", "lam"}
+
+
+@dataclass(frozen=True)
+class Prior:
+    """One prior: a distribution from the allowlist and its parameters.
+
+    Examples
+    --------
+    >>> Prior("HalfNormal", {"sigma": 0.5}).params["sigma"]
+    0.5
+    """
+
+    dist: str
+    params: Mapping[str, float]
+    rationale: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "params", dict(self.params))
+
+    def __hash__(self) -> int:
+        return hash((self.dist, tuple(sorted(self.params.items())), self.rationale))
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"dist": self.dist, **self.params}
+        if self.rationale:
+            out["rationale"] = self.rationale
+        return out
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A validated model specification. Build with :func:`load_spec` or
+    :meth:`from_dict`; change with :meth:`with_overrides`.
+
+    Examples
+    --------
+    >>> spec = load_spec("base")
+    >>> spec.regimen_pooling
+    'partial'
+    >>> wider = spec.with_overrides({"priors.site_sd.sigma": 1.0})
+    >>> wider.prior("site_sd").params["sigma"]
+    1.0
+    """
+
+    name: str
+    description: str
+    regimen_pooling: str
+    site_effect: bool
+    severity_effect: bool
+    priors: Mapping[str, Prior] = field(hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "priors", dict(self.priors))
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.description, self.structure_key(),
+                     tuple(sorted((k, hash(p)) for k, p in self.priors.items()))))
+
+    # -- access --------------------------------------------------------
+    def prior(self, name: str) -> Prior:
+        try:
+            return self.priors[name]
+        except KeyError:
+            raise SpecError(f"spec {self.name!r} has no prior {name!r}") from None
+
+    def required_priors(self) -> tuple[str, ...]:
+        """Priors this structure uses."""
+        need = ["intercept"]
+        if self.regimen_pooling == "partial":
+            need.append("regimen_sd")
+        if self.site_effect:
+            need.append("site_sd")
+        if self.severity_effect:
+            need.append("severity_effect")
+        return tuple(need)
+
+    def structure_key(self) -> tuple:
+        """Everything that changes the compiled graph (prior *values* do not)."""
+        return (
+            self.regimen_pooling, self.site_effect, self.severity_effect,
+            tuple((k, self.priors[k].dist) for k in self.required_priors() if k in self.priors),
+        )
+
+    # -- conversion ------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "structure": {
+                "regimen_pooling": self.regimen_pooling,
+                "site_effect": self.site_effect,
+                "severity_effect": self.severity_effect,
+            },
+            "priors": {k: p.to_dict() for k, p in self.priors.items()},
+        }
+
+    def to_toml(self) -> str:
+        """The spec as TOML; ``ModelSpec.from_toml(spec.to_toml()) == spec``."""
+        return tomli_w.dumps(self.to_dict())
+
+    @classmethod
+    def from_toml(cls, text_or_path: str | Path) -> ModelSpec:
+        """Parse a spec from TOML text or a ``.toml`` path."""
+        source = "<string>"
+        text = str(text_or_path)
+        if isinstance(text_or_path, Path) or (text.endswith(".toml") and "\n" not in text):
+            path = Path(text_or_path)
+            if not path.exists():
+                raise SpecError(f"{path}: spec file not found")
+            source, text = str(path), path.read_text()
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise SpecError(f"{source}: not valid TOML: {exc}") from None
+        return cls.from_dict(data, source=source)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "<dict>") -> ModelSpec:
+        """Validate a plain dict (as TOML gives it) into a spec."""
+        where = f"{source}: "
+        unknown = set(data) - {"name", "description", "structure", "priors"}
+        if unknown:
+            raise SpecError(f"{where}unknown key(s) {sorted(unknown)}; allowed: name, "
+                            "description, structure, priors")
+        name = data.get("name")
+        if not isinstance(name, str) or not name:
+            raise SpecError(f"{where}'name' must be a non-empty string")
+        description = data.get("description", "")
+        if not isinstance(description, str):
+            raise SpecError(f"{where}'description' must be a string")
+        structure = dict(STRUCTURE_DEFAULTS)
+        given = data.get("structure", {})
+        if not isinstance(given, Mapping):
+            raise SpecError(f"{where}[structure] must be a table")
+        bad = set(given) - set(STRUCTURE_DEFAULTS)
+        if bad:
+            raise SpecError(f"{where}unknown key(s) in [structure]: {sorted(bad)}; allowed: "
+                            f"{sorted(STRUCTURE_DEFAULTS)}")
+        structure.update(given)
+        if structure["regimen_pooling"] not in POOLING:
+            raise SpecError(f"{where}structure.regimen_pooling must be one of {list(POOLING)}, "
+                            f"not {structure['regimen_pooling']!r}")
+        for key in ("site_effect", "severity_effect"):
+            if not isinstance(structure[key], bool):
+                raise SpecError(f"{where}structure.{key} must be true or false")
+
+        raw_priors = data.get("priors", {})
+        if not isinstance(raw_priors, Mapping):
+            raise SpecError(f"{where}[priors] must be a table")
+        priors = {name_: _parse_prior(name_, body, where) for name_, body in raw_priors.items()}
+        spec = cls(name=name, description=description, priors=priors, **structure)
+        missing = [p for p in spec.required_priors() if p not in priors]
+        if missing:
+            raise SpecError(f"{where}the structure needs prior(s) {missing}: add "
+                            + ", ".join(f"[priors.{m}]" for m in missing))
+        return spec
+
+    def with_overrides(self, overrides: Mapping[str, Any] | None = None, **kwargs: Any) -> ModelSpec:
+        """A new spec with some values changed; the result is validated again.
+
+        Keys are dotted paths (``"priors.site_sd.sigma"``, ``"structure.site_effect"``,
+        ``"site_effect"``) or nested dicts. A prior override that names a ``dist``
+        replaces that prior whole; otherwise its parameters are updated.
+
+        Examples
+        --------
+        >>> spec = load_spec("base").with_overrides(
+        ...     {"priors.regimen_sd": {"dist": "HalfNormal", "sigma": 0.25}}, name="skeptical")
+        >>> spec.name, spec.prior("regimen_sd").params["sigma"]
+        ('skeptical', 0.25)
+        """
+        data = copy.deepcopy(self.to_dict())
+        merged = dict(overrides or {})
+        merged.update(kwargs)
+        for key, value in merged.items():
+            parts = key.split(".")
+            if parts[0] in STRUCTURE_DEFAULTS:
+                parts = ["structure", *parts]
+            if parts == ["structure"] or parts == ["priors"]:
+                for sub, v in value.items():
+                    _set_path(data, [parts[0], sub], v)
+            else:
+                _set_path(data, parts, value)
+        return ModelSpec.from_dict(data, source=f"override of spec {self.name!r}")
+
+
+def _set_path(data: dict, parts: list[str], value: Any) -> None:
+    if parts[0] == "priors" and len(parts) == 2:
+        if isinstance(value, Mapping) and "dist" in value:
+            data["priors"][parts[1]] = dict(value)
+        elif isinstance(value, Mapping):
+            data["priors"].setdefault(parts[1], {}).update(value)
+        else:
+            raise SpecError(f"override of priors.{parts[1]} must be a table")
+        return
+    node = data
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise SpecError(f"cannot override {'.'.join(parts)}: {p!r} is not a table")
+    node[parts[-1]] = value
+
+
+def _parse_prior(name: str, body: Any, where: str) -> Prior:
+    if name not in PRIOR_ROLES:
+        raise SpecError(f"{where}unknown prior {name!r}; known priors: {sorted(PRIOR_ROLES)}")
+    if not isinstance(body, Mapping) or "dist" not in body:
+        raise SpecError(f"{where}[priors.{name}] must be a table with a 'dist' key")
+    body = dict(body)
+    dist = body.pop("dist")
+    rationale = body.pop("rationale", "")
+    if dist not in DISTRIBUTIONS:
+        raise SpecError(f"{where}priors.{name}: distribution {dist!r} is not allowed; "
+                        f"use one of {sorted(DISTRIBUTIONS)}")
+    params, is_scale = DISTRIBUTIONS[dist]
+    if PRIOR_ROLES[name] and not is_scale:
+        raise SpecError(f"{where}priors.{name} is a standard deviation and needs a positive "
+                        f"distribution (HalfNormal, HalfStudentT, HalfCauchy, Exponential), "
+                        f"not {dist}")
+    if not PRIOR_ROLES[name] and is_scale:
+        raise SpecError(f"{where}priors.{name} is on the log-odds scale and needs Normal or "
+                        f"StudentT, not {dist}")
+    unknown = set(body) - set(params)
+    missing = set(params) - set(body)
+    if unknown:
+        raise SpecError(f"{where}priors.{name}: {dist} has no parameter(s) {sorted(unknown)}; "
+                        f"it takes {list(params)}")
+    if missing:
+        raise SpecError(f"{where}priors.{name}: {dist} needs parameter(s) {sorted(missing)}")
+    values = {}
+    for p in params:
+        v = body[p]
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise SpecError(f"{where}priors.{name}.{p} must be a number, not {v!r}")
+        if p in _POSITIVE_PARAMS and not v > 0:
+            raise SpecError(f"{where}priors.{name}.{p} must be > 0, not {v}")
+        values[p] = float(v)
+    if not isinstance(rationale, str):
+        raise SpecError(f"{where}priors.{name}.rationale must be a string")
+    return Prior(dist, values, rationale)
+
+
+def models_dir() -> Path:
+    """Folder of the shipped specs (inside the package; the repo's models/ in a checkout)."""
+    packaged = Path(str(resources.files("scleromx_bayes"))) / "models"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "models"
+
+
+def list_specs() -> list[str]:
+    """Names of the shipped model specs."""
+    return sorted(p.stem for p in models_dir().glob("*.toml") if not p.stem.startswith("grid_"))
+
+
+def load_spec(name_or_path: str | Path) -> ModelSpec:
+    """Load a shipped spec by name (``"base"``) or any spec file by path.
+
+    Examples
+    --------
+    >>> load_spec("no_pooling").regimen_pooling
+    'none'
+    """
+    text = str(name_or_path)
+    if isinstance(name_or_path, Path) or text.endswith(".toml") or "/" in text:
+        return ModelSpec.from_toml(Path(text))
+    path = models_dir() / f"{text}.toml"
+    if not path.exists():
+        raise SpecError(f"no shipped spec named {text!r}; shipped: {list_specs()} "
+                        "(or give a path to a .toml file)")
+    return ModelSpec.from_toml(path)

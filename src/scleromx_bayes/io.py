@@ -68,7 +68,7 @@ def write_dataset(ds: xr.Dataset, path: str | Path) -> Path:
     path = Path(path)
     with atomic_path(path) as tmp:
         if _is_zarr(path):
-            ds.to_zarr(tmp, mode="w", consolidated=True)
+            ds.to_zarr(tmp, mode="w")
         else:
             ds.to_netcdf(tmp, engine="h5netcdf")
     return path
@@ -78,7 +78,7 @@ def read_dataset(path: str | Path) -> xr.Dataset:
     """Read a Dataset written by :func:`write_dataset`, fully loaded and closed."""
     path = Path(path)
     if _is_zarr(path):
-        with xr.open_zarr(path, consolidated=True) as ds:
+        with xr.open_zarr(path) as ds:
             return ds.load()
     with xr.open_dataset(path, engine="h5netcdf") as ds:
         return ds.load()

@@ -1,0 +1,35 @@
+"""Shared fixtures. Fits use small draws and fixed seeds; compiled models are
+cached per layout, so fixtures that share a layout compile once per session."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+import scleromx_bayes as sxb
+
+FAST = {"draws": 400, "tune": 400, "chains": 2}
+
+
+@pytest.fixture(scope="session")
+def example():
+    return sxb.load_example()
+
+
+@pytest.fixture(scope="session")
+def base_fit(example):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # small draws: ESS warnings expected
+        return sxb.fit(example, "base", seed=11, **FAST)
+
+
+@pytest.fixture(scope="session")
+def base_summary(base_fit):
+    return base_fit.summary()
+
+
+def write_csv(tmp_path, text: str, name: str = "cohort.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path

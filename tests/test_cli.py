@@ -1,0 +1,102 @@
+"""The command line: demo, fit, validate, and bad input (exit 2, no traceback,
+nothing overwritten)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import xarray as xr
+
+import scleromx_bayes as sxb
+from scleromx_bayes.simulate import example_path
+
+SMALL = ["--draws", "200", "--tune", "200", "--chains", "2"]
+
+
+def run(*args, cwd=None):
+    """Run the real console script in a subprocess, as a user would."""
+    exe = Path(sys.executable).with_name("scleromx-bayes")
+    return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, "COLUMNS": "120"}, timeout=600)
+
+
+def test_demo_writes_everything(tmp_path):
+    res = run("demo", "--out", tmp_path / "demo", *SMALL)
+    assert res.returncode == 0, res.stderr
+    assert "SYNTHETIC" in res.stdout
+    for regimen in sxb.load_example().regimens:
+        assert regimen in res.stdout
+    assert "P(better than HDIVig)" in res.stdout
+    files = sorted(p.name for p in (tmp_path / "demo").iterdir())
+    assert files == ["forest.png", "posterior.nc", "summary.nc"]
+    ds = sxb.read_dataset(tmp_path / "demo" / "summary.nc")
+    assert ds.attrs["synthetic"] == 1
+    assert (tmp_path / "demo" / "forest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fit_counts_table_with_orr_and_zarr(tmp_path):
+    counts = tmp_path / "published.csv"
+    counts.write_text("site,regimen,severity,n,n_cr,n_pr\nA,HDIVig,nonsevere,20,9,4\n"
+                      "B,HDIVig,nonsevere,11,4,3\nA,PCD,severe,6,3,1\nB,PCD,severe,4,1,1\n")
+    res = run("fit", counts, "--out", tmp_path / "o", "--outcome", "orr", "--format", "zarr",
+              "--model", "no_pooling", *SMALL)
+    assert res.returncode == 0, res.stderr
+    ds = sxb.read_dataset(tmp_path / "o" / "summary.zarr")
+    assert ds.attrs["outcome"] == "orr" and ds.attrs["model_name"] == "no_pooling"
+    assert int(ds.n_responders.sum()) == 9 + 4 + 4 + 3 + 3 + 1 + 1 + 1
+
+
+def test_validate(tmp_path):
+    res = run("validate", example_path())
+    assert res.returncode == 0
+    assert "valid episodes table (SYNTHETIC)" in res.stdout
+    assert "33 patients, 47 episodes" in res.stdout
+
+
+@pytest.fixture
+def previous_output(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "summary.nc").write_text("previous results")
+    return out
+
+
+@pytest.mark.parametrize("args,message", [
+    (["fit", "{bad}", "--out", "{out}"], "row 3, column 'response': unknown response code 'CRR'"),
+    (["fit", "{missing}", "--out", "{out}"], "file not found"),
+    (["fit", "{good}", "--out", "{out}", "--model", "nope"], "no shipped spec named 'nope'"),
+    (["fit", "{good}", "--out", "{out}", "--model", "{badspec}"], "distribution 'Uniform' is not allowed"),
+    (["fit", "{good}", "--out", "{out}", "--sampler", "stan"], "--sampler must be 'nutpie' or 'pymc'"),
+    (["fit", "{counts}", "--out", "{out}", "--outcome", "orr"], "needs an 'n_pr' column"),
+    (["validate", "{bad}"], "unknown response code 'CRR'"),
+    (["fit", "{good}", "--out", "{out}", "--outcome", "pr"], "Invalid value for '--outcome'"),
+])
+def test_bad_input_exits_2_without_traceback(tmp_path, previous_output, args, message):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("patient_id,site,regimen,severity,response\np1,A,R,severe,CR\np2,A,R,severe,CRR\n")
+    badspec = tmp_path / "spec.toml"
+    badspec.write_text('name = "x"\n[priors.intercept]\ndist = "Uniform"\nlower = 0\nupper = 1\n')
+    counts = tmp_path / "counts.csv"
+    counts.write_text("site,regimen,severity,n,n_cr\nA,R,severe,3,1\n")
+    names = {"bad": bad, "missing": tmp_path / "nope.csv", "good": example_path(),
+             "badspec": badspec, "counts": counts, "out": previous_output}
+    res = run(*[a.format(**names) for a in args])
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    assert message in res.stderr.replace("\n", " ") or message in res.stdout
+    assert "Traceback" not in res.stderr
+    assert sorted(p.name for p in previous_output.iterdir()) == ["summary.nc"]
+    assert (previous_output / "summary.nc").read_text() == "previous results"
+
+
+def test_python_api_matches_cli_in_three_lines(tmp_path):
+    cohort = sxb.load_example()
+    fit = sxb.fit(cohort, "base", draws=200, tune=200, chains=2, seed=1)
+    ds = fit.summary()
+    res = run("demo", "--out", tmp_path / "d", *SMALL, "--seed", "1")
+    assert res.returncode == 0
+    cli = sxb.read_dataset(tmp_path / "d" / "summary.nc")
+    xr.testing.assert_equal(cli.p_cr_new_site, ds.p_cr_new_site)

@@ -1,0 +1,186 @@
+"""Model building, degenerate designs, exactness, recovery and reproducibility."""
+
+from __future__ import annotations
+
+import warnings
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from conftest import FAST
+from scipy import integrate, stats
+from scipy.special import expit
+
+import scleromx_bayes as sxb
+from scleromx_bayes.fit import compiled_for
+from scleromx_bayes.model import effective_structure
+
+
+def episodes(rows):
+    return sxb.read_cohort(pd.DataFrame(rows, columns=["patient_id", "site", "regimen",
+                                                       "severity", "response"]))
+
+
+def quiet_fit(*args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return sxb.fit(*args, **kwargs)
+
+
+def test_model_dims_and_data(example):
+    cells = example.cells()
+    model = sxb.build_model(cells, sxb.load_spec("base"))
+    assert list(model.coords["regimen"]) == list(example.regimens)
+    assert list(model.coords["severity"]) == ["nonsevere", "severe"]
+    names = {v.name for v in model.data_vars}
+    assert {"n_evaluable", "n_responders", "prior__site_sd__sigma", "prior__regimen_sd__sigma",
+            "prior__intercept__mu", "prior__intercept__sigma"} <= names
+    free = {v.name for v in model.free_RVs}
+    assert free == {"intercept", "regimen_sd", "regimen_z", "severity_shift", "site_sd", "site_z"}
+
+
+def test_single_level_factors_drop_their_terms():
+    cohort = episodes([("p1", "A", "R", "severe", "CR"), ("p2", "A", "R", "severe", "NR")])
+    eff = effective_structure(sxb.load_spec("base"), cohort.cells())
+    assert eff == {"regimen_pooling": "complete", "site_effect": False, "severity_effect": False,
+                   "priors": ("intercept",)}
+    model = sxb.build_model(cohort.cells(), sxb.load_spec("base"))
+    assert {v.name for v in model.free_RVs} == {"intercept"}
+
+
+@pytest.mark.parametrize("rows", [
+    # one site
+    [("p1", "A", "R1", "severe", "CR"), ("p2", "A", "R2", "nonsevere", "NR"),
+     ("p3", "A", "R1", "nonsevere", "NR")],
+    # one severity
+    [("p1", "A", "R1", "severe", "CR"), ("p2", "B", "R2", "severe", "NR"),
+     ("p3", "B", "R1", "severe", "PR")],
+    # one regimen
+    [("p1", "A", "R1", "severe", "CR"), ("p2", "B", "R1", "nonsevere", "NR")],
+    # a cell whose only episode is not evaluable (n = 0 after exclusion)
+    [("p1", "A", "R1", "severe", "CR"), ("p2", "B", "R2", "nonsevere", "NE"),
+     ("p3", "B", "R1", "nonsevere", "NR")],
+], ids=["one-site", "one-severity", "one-regimen", "empty-cell"])
+def test_degenerate_designs_fit_and_summarise(rows):
+    cohort = episodes(rows)
+    result = quiet_fit(cohort, "base", draws=200, tune=200, chains=2, seed=3)
+    ds = result.summary()
+    p = ds.p_cr_new_site.sel(stat="mean")
+    assert p.shape == (len(cohort.regimens), len(cohort.severities))
+    assert np.all((p > 0) & (p < 1))
+    assert int(ds.n_evaluable.sum()) == int(cohort.cells().n.sum())
+
+
+def test_empty_cell_contributes_nothing():
+    """A cell with n = 0 leaves the log-posterior unchanged."""
+    rows = [("p1", "A", "R1", "severe", "CR"), ("p2", "B", "R1", "severe", "NR"),
+            ("p3", "B", "R2", "severe", "NR")]
+    cells = episodes(rows).cells()
+    spec = sxb.load_spec("base")
+    model = sxb.build_model(cells, spec)
+    point = model.initial_point()
+    logp = model.compile_logp()
+    zeroed = cells.with_counts(np.where(cells.frame.regimen == "R2", 0, cells.n),
+                               np.where(cells.frame.regimen == "R2", 0, cells.y))
+    model0 = sxb.build_model(zeroed, spec)
+    drop = sxb.build_model(episodes(rows[:2] + [("p3", "B", "R2", "severe", "NE")]).cells(), spec)
+    assert model0.compile_logp()(point) == pytest.approx(drop.compile_logp()(point))
+    assert model0.compile_logp()(point) != pytest.approx(logp(point))
+
+
+def test_exact_against_numerical_integration():
+    """One regimen, one site, one severity, no pooling: p = expit(theta),
+    theta ~ Normal(mu, sigma), y ~ Binomial(n, p). The posterior of p is computed
+    by 1-D quadrature and compared with the sampler's, within Monte-Carlo error."""
+    n, y = 12, 9
+    rows = [(f"p{i}", "A", "R", "severe", "CR" if i < y else "NR") for i in range(n)]
+    spec = sxb.load_spec("no_pooling").with_overrides(
+        {"priors.intercept": {"dist": "Normal", "mu": -0.5, "sigma": 1.2}})
+    result = quiet_fit(episodes(rows), spec, draws=2000, tune=1000, chains=4, seed=5)
+
+    def unnorm(theta):
+        return stats.norm.pdf(theta, -0.5, 1.2) * stats.binom.pmf(y, n, expit(theta))
+
+    z = integrate.quad(unnorm, -12, 12)[0]
+    mean = integrate.quad(lambda t: expit(t) * unnorm(t), -12, 12)[0] / z
+    second = integrate.quad(lambda t: expit(t) ** 2 * unnorm(t), -12, 12)[0] / z
+    sd = np.sqrt(second - mean**2)
+    grid = np.linspace(-8, 8, 40001)
+    cdf = np.cumsum(unnorm(grid))
+    cdf /= cdf[-1]
+    lo, hi = expit(np.interp([0.025, 0.975], cdf, grid))
+
+    draws = expit(result.posterior["posterior"]["regimen_logit"].values.ravel())
+    ess = float(az.ess(result.posterior["posterior"].to_dataset()["regimen_logit"]).min())
+    mcse = sd / np.sqrt(ess)
+    assert abs(draws.mean() - mean) < 4 * mcse
+    assert abs(draws.std() - sd) < 0.1 * sd
+    assert np.quantile(draws, 0.025) == pytest.approx(lo, abs=0.02)
+    assert np.quantile(draws, 0.975) == pytest.approx(hi, abs=0.02)
+    summary = result.summary()
+    assert float(summary.p_cr_new_site.sel(stat="mean").item()) == pytest.approx(draws.mean())
+
+
+def test_parameter_recovery_on_a_larger_cohort():
+    truth_logit = {"A": -1.0, "B": 0.0, "C": 1.0, "D": 0.5}
+    cohort, truth = sxb.simulate_cohort(truth_logit, {"nonsevere": 0.0, "severe": -1.0},
+                                        site_sd=0.4, n_sites=8, n_patients=1200, seed=42,
+                                        # centred, so the typical site (effect 0) is well defined
+                                        site_effect=[-0.6, -0.35, -0.15, 0, 0, 0.15, 0.35, 0.6])
+    result = quiet_fit(cohort, "base", draws=600, tune=600, chains=2, seed=2)
+    assert result.diagnostics.divergences == 0
+    ds = result.summary()
+    typical = ds.p_cr_typical_site
+    for reg in truth_logit:
+        for sev in ("nonsevere", "severe"):
+            s = typical.sel(regimen=reg, severity=sev)
+            true = truth.p_cr(reg, sev)
+            assert float(s.sel(stat="hdi_lower")) < true < float(s.sel(stat="hdi_upper")), (reg, sev)
+            assert abs(float(s.sel(stat="mean")) - true) < 0.08
+    sev = result.posterior["posterior"]["severity_effect"].sel(severity="severe")
+    assert abs(float(sev.mean()) - (-1.0)) < 0.3
+    # the ordering of regimens is recovered
+    means = ds.p_cr_new_site.sel(severity="nonsevere", stat="mean").to_series()
+    assert list(means.sort_values().index) == ["A", "B", "D", "C"]
+
+
+def test_same_seed_same_draws_and_compiled_once(example):
+    spec = sxb.load_spec("base")
+    _, _ = compiled_for(example.cells(), spec)  # make sure this layout is compiled
+    before = sxb.compile_count()
+    a = quiet_fit(example, spec, seed=7, **FAST)
+    b = quiet_fit(example, spec.with_overrides({"priors.site_sd.sigma": 0.5}), seed=7, **FAST)
+    c = quiet_fit(example, spec, seed=8, **FAST)
+    wide = quiet_fit(example, spec.with_overrides({"priors.site_sd.sigma": 2.0}), seed=7, **FAST)
+    assert sxb.compile_count() == before  # prior values are data: no new compilation
+    # identical draws (the creation timestamp attribute differs, so compare values)
+    xr.testing.assert_equal(a.posterior["posterior"].to_dataset(),
+                            b.posterior["posterior"].to_dataset())
+    assert not np.array_equal(a.posterior["posterior"]["regimen_logit"].values,
+                              c.posterior["posterior"]["regimen_logit"].values)
+    # a wider site prior must actually reach the model
+    assert float(wide.posterior["posterior"]["site_sd"].mean()) > float(
+        a.posterior["posterior"]["site_sd"].mean())
+
+
+def test_pymc_sampler_agrees_with_nutpie(example, base_fit):
+    alt = quiet_fit(example, "base", sampler="pymc", seed=11, **FAST)
+    a = base_fit.summary().p_cr_new_site.sel(stat="mean")
+    b = alt.summary().p_cr_new_site.sel(stat="mean")
+    assert float(abs(a - b).max()) < 0.06
+    assert alt.sampler["sampler"] == "pymc"
+
+
+def test_diagnostics_warn_and_are_recorded(example):
+    with pytest.warns(RuntimeWarning, match="sampling diagnostics: .*ESS"):
+        result = sxb.fit(example, "base", draws=60, tune=60, chains=2, seed=1)
+    assert not result.diagnostics.ok
+    attrs = result.summary().attrs
+    assert attrs["diagnostics_ok"] == 0 and "ESS" in attrs["diagnostics_problems"]
+
+
+def test_unknown_sampler(example):
+    with pytest.raises(ValueError, match="sampler must be 'nutpie' or 'pymc'"):
+        sxb.fit(example, "base", sampler="stan")

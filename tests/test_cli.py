@@ -100,3 +100,69 @@ def test_python_api_matches_cli_in_three_lines(tmp_path):
     assert res.returncode == 0
     cli = sxb.read_dataset(tmp_path / "d" / "summary.nc")
     xr.testing.assert_equal(cli.p_cr_new_site, ds.p_cr_new_site)
+
+
+TINY_GRID = """name = "tiny"
+model = "base"
+combine = "one_at_a_time"
+draws = 200
+tune = 200
+chains = 2
+ess_min = 50
+rhat_max = 1.05
+[axes]
+site_sd = [0.5, 1.0]
+leave_out_site = ["none", "Centre G"]
+"""
+
+
+def test_sensitivity_writes_dataset_table_and_plot_and_resumes(tmp_path):
+    grid = tmp_path / "tiny.toml"
+    grid.write_text(TINY_GRID)
+    out = tmp_path / "sens"
+    res = run("sensitivity", example_path(), "--grid", grid, "--out", out)
+    assert res.returncode == 0, res.stderr
+    assert "SYNTHETIC" in res.stdout and "flips?" in res.stdout
+    assert "1 model(s) compiled" in res.stdout.replace("\n", " ")
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["conclusions.csv", "rank_stability.csv", "sensitivity.nc",
+                     "sensitivity_forest.png", "store"]
+    ds = sxb.read_dataset(out / "sensitivity.nc")
+    assert list(ds.scenario.values) == ["baseline", "site_sd=1.0", "leave_out_site=Centre G"]
+    assert ds.attrs["synthetic"] == 1
+    table = (out / "conclusions.csv").read_text().splitlines()
+    assert table[0].startswith("regimen,severity,reference,p_better_baseline")
+    assert len(table) == 1 + 5 * 2  # 5 regimens against HDIVig, 2 severities
+    stored = sorted((out / "store" / "scenarios").iterdir())
+    assert len(stored) == 3
+
+    # a second run without --resume refuses, and loses nothing
+    again = run("sensitivity", example_path(), "--grid", grid, "--out", out)
+    assert again.returncode == 2 and "add --resume" in again.stderr
+    assert "Traceback" not in again.stderr
+    assert sorted((out / "store" / "scenarios").iterdir()) == stored
+    # with --resume it reuses all three and writes the same numbers
+    resumed = run("sensitivity", example_path(), "--grid", grid, "--out", out, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    back = sxb.read_dataset(out / "sensitivity.nc")
+    assert back.attrs["n_reused"] == 3
+    xr.testing.assert_equal(back.p_cr_new_site, ds.p_cr_new_site)
+
+
+@pytest.mark.parametrize("grid_text,extra,message", [
+    ('[axes]\nsite_sd = [0.5, "wide"]\n', [], "axis 'site_sd', value 'wide': must be a number > 0"),
+    ('[axes]\nleave_out_site = ["none", "Centre Z"]\n', [],
+     "axis 'leave_out_site', value 'Centre Z': not a site in the data"),
+    ('[axes]\nsite_sd = [0.5]\n', ["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"],
+     "give --workers or --scheduler, not both"),
+    ('[axes]\nsite_sd = [0.5]\n', ["--scheduler", "tcp://127.0.0.1:1"],
+     "cannot reach the Dask scheduler at tcp://127.0.0.1:1"),
+])
+def test_sensitivity_bad_input_exits_2(tmp_path, previous_output, grid_text, extra, message):
+    grid = tmp_path / "bad.toml"
+    grid.write_text(grid_text)
+    res = run("sensitivity", example_path(), "--grid", grid, "--out", previous_output, *extra)
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    assert message in res.stderr.replace("\n", " ")
+    assert "Traceback" not in res.stderr
+    assert sorted(p.name for p in previous_output.iterdir()) == ["summary.nc"]

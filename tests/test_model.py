@@ -184,3 +184,20 @@ def test_diagnostics_warn_and_are_recorded(example):
 def test_unknown_sampler(example):
     with pytest.raises(ValueError, match="sampler must be 'nutpie' or 'pymc'"):
         sxb.fit(example, "base", sampler="stan")
+
+
+def test_draws_do_not_depend_on_which_prior_compiled_the_model(example):
+    """A compiled model is shared by every prior variant of a layout; the draws of a
+    fit must not depend on which variant happened to compile it first."""
+    from scleromx_bayes.fit import clear_compiled_cache
+
+    spec = sxb.load_spec("base")
+    skeptical = spec.with_overrides({"priors.regimen_sd.sigma": 0.5,
+                                     "priors.intercept.mu": -1.0})
+    clear_compiled_cache()
+    first = quiet_fit(example, skeptical, draws=100, tune=100, chains=2, seed=4)
+    clear_compiled_cache()
+    quiet_fit(example, spec, draws=100, tune=100, chains=2, seed=4)  # compiles with base values
+    second = quiet_fit(example, skeptical, draws=100, tune=100, chains=2, seed=4)
+    xr.testing.assert_equal(first.posterior["posterior"].to_dataset(),
+                            second.posterior["posterior"].to_dataset())

@@ -4,6 +4,7 @@
 >>> cohort = sxb.load_example()          # synthetic example cohort  # doctest: +SKIP
 >>> fit = sxb.fit(cohort, "base", seed=1)                           # doctest: +SKIP
 >>> ds = fit.summary()                   # xarray.Dataset            # doctest: +SKIP
+>>> sens = sxb.run_sensitivity(cohort, "default", store="sens")     # doctest: +SKIP
 """
 
 from .cohort import (
@@ -19,6 +20,16 @@ from .cohort import (
 from .fit import Diagnostics, Fit, compile_count, fit, fit_cells
 from .io import read_dataset, read_posterior, write_dataset, write_posterior
 from .model import build_model
+from .sensitivity import (
+    Grid,
+    GridError,
+    conclusions,
+    load_grid,
+    power_scaling,
+    rank_stability,
+    run_sensitivity,
+    tipping_point,
+)
 from .simulate import load_example, simulate_cohort
 from .spec import ModelSpec, Prior, SpecError, list_specs, load_spec
 from .summary import summarise
@@ -26,9 +37,10 @@ from .summary import summarise
 __version__ = "0.1.0"
 
 __all__ = [
-    "CellTable", "Cohort", "CohortError", "Diagnostics", "Fit", "ModelSpec",
+    "CellTable", "Cohort", "CohortError", "Diagnostics", "Fit", "Grid", "GridError", "ModelSpec",
     "OutcomeDefinition", "Prior", "Problem", "SpecError", "build_model", "compile_count",
-    "fit", "fit_cells", "list_specs", "load_example", "load_spec", "read_cohort", "read_counts",
-    "read_data", "read_dataset", "read_posterior", "simulate_cohort", "summarise",
+    "conclusions", "fit", "fit_cells", "list_specs", "load_example", "load_grid", "load_spec",
+    "power_scaling", "rank_stability", "read_cohort", "read_counts", "read_data", "read_dataset",
+    "read_posterior", "run_sensitivity", "simulate_cohort", "summarise", "tipping_point",
     "write_dataset", "write_posterior",
 ]

@@ -180,6 +180,130 @@ def fit_command(
 
 
 @app.command()
+def sensitivity(
+    data: Annotated[Path, typer.Argument(help="Episode or counts table (.csv, .parquet, .xlsx).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder (holds the store too).")],
+    grid: Annotated[str, typer.Option(help="Shipped grid name or path to a .toml.")] = "default",
+    workers: Annotated[int, typer.Option(min=1, help="Scenarios run in parallel (processes).")] = 1,
+    scheduler: Annotated[str | None, typer.Option(
+        help="Dask scheduler address (tcp://host:8786): run the scenarios on that cluster.")] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Reuse the finished scenarios already in --out's store.")] = False,
+    kind: Annotated[Kind, typer.Option(help="Force the table kind.")] = Kind.auto,
+    draws: Annotated[int | None, typer.Option(min=50, help="Override the grid's draws.")] = None,
+    tune: Annotated[int | None, typer.Option(min=50, help="Override the grid's warm-up.")] = None,
+    chains: Annotated[int | None, typer.Option(min=1, help="Override the grid's chains.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Override the grid's seed.")] = None,
+    decision: Annotated[float, typer.Option(min=0.5, max=1.0,
+                                            help="Decision threshold on P(better).")] = 0.9,
+) -> None:
+    """Run a sensitivity grid on DATA: one Dataset, a conclusions table, a forest plot.
+
+    Every finished scenario is kept in --out/store as soon as it finishes; run again
+    with --resume after an interruption to redo only what was not finished.
+    """
+    from .io import atomic_path, write_dataset
+    from .plots import sensitivity_forest
+    from .sensitivity import (
+        Store,
+        conclusions,
+        load_grid,
+        rank_stability,
+        resolve,
+        run_sensitivity,
+    )
+
+    if workers > 1 and scheduler:
+        raise BadInput("give --workers or --scheduler, not both")
+    out_dir = _out_dir(out_dir)
+    the_grid = load_grid(grid).with_run_settings(draws=draws, tune=tune, chains=chains, seed=seed)
+    cohort = _load(data, kind)
+    for scenario in the_grid.expand(cohort):  # bad axis values fail here, before any fit
+        resolve(cohort, the_grid, scenario)
+    store = out_dir / "store"
+    if not resume and Store(store).finished():
+        raise BadInput(f"{store} already holds {Store(store).finished()} finished scenario(s): "
+                       "add --resume to reuse them, or choose another --out")
+    executor, closer = _executor(workers, scheduler)
+    try:
+        sens = run_sensitivity(cohort, the_grid, executor=executor, store=store, resume=True,
+                               progress=True)
+    except KeyboardInterrupt:
+        err.print(f"interrupted: {Store(store).finished()} finished scenario(s) are kept in "
+                  f"{store}; run again with --resume to finish")
+        sys.exit(130)
+    finally:
+        closer()
+    table = conclusions(sens, decision=decision)
+    ranks = rank_stability(sens)
+    print_conclusions(sens, table, decision)
+    severity = _most_informative_severity(sens)
+    paths = [write_dataset(sens, out_dir / "sensitivity.nc")]
+    for name, frame in (("conclusions.csv", table), ("rank_stability.csv", ranks)):
+        with atomic_path(out_dir / name) as tmp:
+            frame.to_csv(tmp, index=False)
+        paths.append(out_dir / name)
+    paths.append(sensitivity_forest(sens, out_dir / "sensitivity_forest.png", severity=severity))
+    out.print("wrote " + ", ".join(str(p) for p in paths))
+
+
+def _most_informative_severity(sens) -> str:
+    """The severity level with the most evaluable episodes (the forest plot's panel)."""
+    n = sens["n_evaluable"].isel(scenario=0).sum(("regimen", "site"))
+    return str(n["severity"].values[int(n.values.argmax())])
+
+
+def _executor(workers: int, scheduler: str | None):
+    """An executor for the scenarios, and how to close it."""
+    if scheduler:
+        try:
+            from dask.distributed import Client
+        except ImportError:
+            raise BadInput("--scheduler needs dask: pip install 'scleromx-bayes[dask]'") from None
+        try:
+            client = Client(scheduler, timeout="10s")
+        except OSError as exc:
+            raise BadInput(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+        return client.get_executor(), client.close
+    if workers > 1:
+        import concurrent.futures as cf
+        import multiprocessing as mp
+
+        # spawn: a forked child would inherit the parent's sampler threads
+        pool = cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
+        return pool, lambda: pool.shutdown(cancel_futures=True)
+    return None, lambda: None
+
+
+def print_conclusions(sens, table, decision: float, console: Console = out) -> None:
+    """Print P(better) and the risk difference per contrast: baseline and range across
+    scenarios, and whether the decision flips."""
+    a = sens.attrs
+    title = (f"Sensitivity of regimen contrasts vs {a['reference_regimen']}: "
+             f"{a['n_ok']} of {a['n_scenarios']} scenarios usable, "
+             f"{a['compilations']} model(s) compiled")
+    if a.get("synthetic"):
+        title += "  [bold yellow](SYNTHETIC DATA - not real patients)[/]"
+    t = Table(title=title, title_justify="left")
+    for col in ("regimen", "severity", "P(better) baseline [range]", "RD baseline [range]",
+                f"P(better) > {decision:g} flips?"):
+        t.add_column(col, justify="left" if col in ("regimen", "severity") else "right")
+    for row in table.itertuples(index=False):
+        flips = "yes: " + row.flipping_scenarios if row.decision_flips else "no"
+        t.add_row(str(row.regimen), str(row.severity),
+                  f"{row.p_better_baseline:.2f} [{row.p_better_min:.2f}, {row.p_better_max:.2f}]",
+                  f"{row.rd_baseline:+.2f} [{row.rd_min:+.2f}, {row.rd_max:+.2f}]", flips)
+    console.print(t)
+    failed = sens["status"].values != "ok"
+    if failed.any():
+        console.print("[bold yellow]scenarios left out of the ranges[/] (reported, not hidden):")
+        for name, status, reason in zip(sens["scenario"].values[failed],
+                                        sens["status"].values[failed],
+                                        sens["reason"].values[failed], strict=True):
+            console.print(f"  {name}: {status}: {reason}")
+
+
+@app.command()
 def validate(
     data: Annotated[Path, typer.Argument(help="Episode or counts table.")],
     kind: Annotated[Kind, typer.Option(help="Force the table kind.")] = Kind.auto,

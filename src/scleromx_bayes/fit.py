@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -60,16 +62,29 @@ def _layout_key(cells: CellTable, spec: ModelSpec) -> tuple:
 def compiled_for(cells: CellTable, spec: ModelSpec) -> tuple[object, bool]:
     """The nutpie compiled model for this layout, and whether it was compiled now."""
     import nutpie
+    import pymc as pm
 
     global _compilations
     key = _layout_key(cells, spec)
     with _cache_lock:
         if key in _cache:
             return _cache[key], False
-        compiled = nutpie.compile_pymc_model(build_model(cells, spec))
+        model = build_model(cells, spec)
+        # nutpie's initial-point function keeps the pm.Data values the model had when
+        # compiled (with_data does not reach it). Compiling every layout with the same
+        # canonical prior values makes a fit depend on its own data and seed only, not
+        # on which scenario happened to compile the model first.
+        with model:
+            pm.set_data({name: _canonical(name) for name in hyperparameter_values(spec, cells)})
+        compiled = nutpie.compile_pymc_model(model)
         _cache[key] = compiled
         _compilations += 1
         return compiled, True
+
+
+def _canonical(data_name: str) -> float:
+    """A fixed valid value for a prior hyper-parameter: 0 for locations, 1 otherwise."""
+    return 0.0 if data_name.endswith("__mu") else 1.0
 
 
 @dataclass(frozen=True)
@@ -185,32 +200,47 @@ def _cell_groups(cells: CellTable) -> dict[str, xr.Dataset]:
     }
 
 
+def _shift_vector(cells: CellTable, shift: Mapping[str, float] | None) -> np.ndarray:
+    shift = dict(shift or {})
+    unknown = set(shift) - set(cells.regimens)
+    if unknown:
+        raise ValueError(f"regimen_prior_shift names unknown regimen(s) {sorted(unknown)}")
+    return np.array([float(shift.get(r, 0.0)) for r in cells.regimens])
+
+
 def _sample_nutpie(cells: CellTable, spec: ModelSpec, *, draws: int, tune: int, chains: int,
-                   seed: int, cores: int | None, progress: bool,
-                   target_accept: float) -> tuple[xr.DataTree, bool]:
+                   seed: int, cores: int | None, progress: bool, target_accept: float,
+                   shift: np.ndarray) -> tuple[xr.DataTree, dict]:
     import nutpie
 
+    t0 = time.perf_counter()
     compiled, fresh = compiled_for(cells, spec)
-    values = {"n_evaluable": cells.n, "n_responders": cells.y,
+    t1 = time.perf_counter()
+    values = {"n_evaluable": cells.n, "n_responders": cells.y, "regimen_prior_shift": shift,
               **hyperparameter_values(spec, cells)}
     compiled = compiled.with_data(**values)
     tree = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed,
                          cores=cores or min(chains, os.cpu_count() or 1), save_warmup=False,
                          progress_bar=progress, target_accept=target_accept)
-    return tree, fresh
+    timing = {"compiled_now": fresh, "compile_s": t1 - t0, "sample_s": time.perf_counter() - t1}
+    return tree, timing
 
 
 def _sample_pymc(cells: CellTable, spec: ModelSpec, *, draws: int, tune: int, chains: int,
-                 seed: int, cores: int | None, progress: bool,
-                 target_accept: float) -> xr.DataTree:
+                 seed: int, cores: int | None, progress: bool, target_accept: float,
+                 shift: np.ndarray) -> tuple[xr.DataTree, dict]:
     import pymc as pm
 
+    t0 = time.perf_counter()
     model = build_model(cells, spec)
     with model:
+        pm.set_data({"regimen_prior_shift": shift})
         tree = pm.sample(draws=draws, tune=tune, chains=chains, random_seed=seed,
                          cores=cores or 1, progressbar=progress, nuts_sampler="pymc",
                          compute_convergence_checks=False, target_accept=target_accept)
-    return tree
+    # pm.sample compiles inside; its compile time is not separable here
+    timing = {"compiled_now": True, "compile_s": float("nan"), "sample_s": time.perf_counter() - t0}
+    return tree, timing
 
 
 def fit_cells(
@@ -228,15 +258,23 @@ def fit_cells(
     rhat_max: float = RHAT_MAX,
     ess_min: float = ESS_MIN,
     target_accept: float = TARGET_ACCEPT,
+    regimen_prior_shift: Mapping[str, float] | None = None,
     warn: bool = True,
 ) -> Fit:
-    """Fit ``spec`` to an already aggregated :class:`CellTable` (see :func:`fit`)."""
+    """Fit ``spec`` to an already aggregated :class:`CellTable` (see :func:`fit`).
+
+    ``regimen_prior_shift`` moves named regimens' prior log-odds (e.g. ``{"DNS rescue":
+    -1.0}`` centres that regimen's prior one log-odds unit below the others).
+    """
+    if cells.n.sum() == 0:
+        raise ValueError("no evaluable episodes: every cell has n = 0")
+    shift = _shift_vector(cells, regimen_prior_shift)
+    kwargs = {"draws": draws, "tune": tune, "chains": chains, "seed": seed, "cores": cores,
+              "progress": progress, "target_accept": target_accept, "shift": shift}
     if sampler == "nutpie":
-        tree, _ = _sample_nutpie(cells, spec, draws=draws, tune=tune, chains=chains, seed=seed,
-                                 cores=cores, progress=progress, target_accept=target_accept)
+        tree, timing = _sample_nutpie(cells, spec, **kwargs)
     elif sampler == "pymc":
-        tree = _sample_pymc(cells, spec, draws=draws, tune=tune, chains=chains, seed=seed,
-                            cores=cores, progress=progress, target_accept=target_accept)
+        tree, timing = _sample_pymc(cells, spec, **kwargs)
     else:
         raise ValueError(f"sampler must be 'nutpie' or 'pymc', not {sampler!r}")
     for name, group in _cell_groups(cells).items():
@@ -257,7 +295,10 @@ def fit_cells(
         warnings.warn("sampling diagnostics: " + "; ".join(diagnostics.problems)
                       + " -- treat these estimates with care", RuntimeWarning, stacklevel=2)
     settings = {"sampler": sampler, "draws": draws, "tune": tune, "chains": chains,
-                "target_accept": target_accept}
+                "target_accept": target_accept,
+                "regimen_prior_shift": {r: float(v) for r, v in zip(cells.regimens, shift,
+                                                                    strict=True) if v},
+                **timing}
     return Fit(posterior=tree, spec=spec, cells=cells, data=dict(data_info or {}),
                sampler=settings, seed=seed, diagnostics=diagnostics)
 

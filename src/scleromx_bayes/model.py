@@ -7,7 +7,8 @@ responders::
     logit p_c = regimen_logit[r] + severity_effect[k] + site_effect[s]
 
 ``regimen_logit`` is pooled as the spec says (none / partial / complete);
-random effects are non-centred. Every prior hyper-parameter and both count
+random effects are non-centred. ``regimen_prior_shift`` (data, zero by default)
+moves a regimen's prior log-odds, e.g. against it in a tipping-point analysis. Every prior hyper-parameter and both count
 vectors are ``pm.Data``, so one compiled model serves every prior variant and
 every data subset of the same shape (a left-out site is a block of ``n = 0``
 cells, which add nothing to the likelihood).
@@ -58,6 +59,10 @@ def effective_structure(spec: ModelSpec, cells: CellTable) -> dict:
 
 def _prior_rv(rv_name: str, prior_name: str, prior: Prior, **kwargs) -> pt.TensorVariable:
     params = {p: pm.Data(_data_name(prior_name, p), np.float64(v)) for p, v in prior.params.items()}
+    if prior.dist == "GammaPrecision":
+        # sample the precision as BUGS states it; the SD is what the model uses
+        precision = pm.Gamma(f"{rv_name}_precision", **params, **kwargs)
+        return pm.Deterministic(rv_name, 1.0 / pt.sqrt(precision), **kwargs)
     return getattr(pm, prior.dist)(rv_name, **params, **kwargs)
 
 
@@ -94,27 +99,29 @@ def build_model(cells: CellTable, spec: ModelSpec) -> pm.Model:
         n = pm.Data("n_evaluable", cells.n, dims="cell")
         y = pm.Data("n_responders", cells.y, dims="cell")
 
+        shift = pm.Data("regimen_prior_shift", np.zeros(len(cells.regimens)), dims="regimen")
         pooling = eff["regimen_pooling"]
         if pooling == "none":
-            regimen_logit = _prior_rv("regimen_logit", "intercept", spec.prior("intercept"),
-                                      dims="regimen")
+            own = _prior_rv("regimen_own_logit", "intercept", spec.prior("intercept"),
+                            dims="regimen")
+            regimen_logit = pm.Deterministic("regimen_logit", own + shift, dims="regimen")
         else:
             intercept = _prior_rv("intercept", "intercept", spec.prior("intercept"))
             if pooling == "partial":
                 regimen_sd = _prior_rv("regimen_sd", "regimen_sd", spec.prior("regimen_sd"))
                 z = pm.Normal("regimen_z", 0.0, 1.0, dims="regimen")
-                regimen_logit = pm.Deterministic("regimen_logit", intercept + regimen_sd * z,
+                regimen_logit = pm.Deterministic("regimen_logit", intercept + shift + regimen_sd * z,
                                                  dims="regimen")
             else:
-                regimen_logit = pm.Deterministic(
-                    "regimen_logit", intercept * pt.ones(len(cells.regimens)), dims="regimen")
+                regimen_logit = pm.Deterministic("regimen_logit", intercept + shift,
+                                                 dims="regimen")
         eta = regimen_logit[r_idx]
 
         if eff["severity_effect"]:
-            shift = _prior_rv("severity_shift", "severity_effect", spec.prior("severity_effect"),
-                              dims="severity_vs_reference")
+            severity_shift = _prior_rv("severity_shift", "severity_effect",
+                                       spec.prior("severity_effect"), dims="severity_vs_reference")
             severity_effect = pm.Deterministic(
-                "severity_effect", pt.concatenate([pt.zeros(1), shift]), dims="severity")
+                "severity_effect", pt.concatenate([pt.zeros(1), severity_shift]), dims="severity")
             eta = eta + severity_effect[k_idx]
 
         if eff["site_effect"]:

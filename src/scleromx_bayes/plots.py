@@ -13,7 +13,7 @@ import xarray as xr  # noqa: E402
 from .io import atomic_path  # noqa: E402
 from .summary import SYNTHETIC_NOTE  # noqa: E402
 
-__all__ = ["forest_plot"]
+__all__ = ["forest_plot", "sensitivity_forest"]
 
 
 def forest_plot(summary: xr.Dataset, path: str | Path, *,
@@ -51,5 +51,52 @@ def forest_plot(summary: xr.Dataset, path: str | Path, *,
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path
+
+
+def sensitivity_forest(sens: xr.Dataset, path: str | Path, *, severity: str | None = None,
+                       variable: str = "risk_difference") -> Path:
+    """Forest plot of a contrast (or CR probability) in every scenario: one panel per
+    regimen, one row per scenario; the baseline in black, failed scenarios hollow.
+
+    Examples
+    --------
+    >>> sensitivity_forest(sens, "sensitivity.png", severity="nonsevere")  # doctest: +SKIP
+    """
+    severity = severity or str(sens["severity"].values[0])
+    ref = sens.attrs.get("reference_regimen")
+    regimens = [r for r in sens["regimen"].values
+                if not (variable in ("risk_difference", "odds_ratio") and r == ref)]
+    scenarios = list(sens["scenario"].values)
+    fig, axes = plt.subplots(1, len(regimens), figsize=(2.6 * len(regimens) + 2.5,
+                                                        0.28 * len(scenarios) + 1.8),
+                             sharey=True, squeeze=False)
+    ok = (sens["status"] == "ok").values
+    ypos = list(range(len(scenarios)))[::-1]
+    for ax, reg in zip(axes[0], regimens, strict=True):
+        d = sens[variable].sel(regimen=reg, severity=severity)
+        for y, scen, good in zip(ypos, scenarios, ok, strict=True):
+            s = d.sel(scenario=scen)
+            colour = "black" if scen == "baseline" else "tab:blue"
+            ax.plot([float(s.sel(stat="hdi_lower")), float(s.sel(stat="hdi_upper"))], [y, y],
+                    color=colour, lw=1.5, alpha=1.0 if good else 0.4)
+            ax.plot(float(s.sel(stat="mean")), y, "o", color=colour,
+                    mfc=colour if good else "white")
+        if variable == "risk_difference":
+            ax.axvline(0, color="grey", lw=0.7, ls="--")
+        ax.set_title(str(reg), fontsize=9)
+        ax.tick_params(axis="x", labelsize=8)
+    axes[0][0].set_yticks(ypos, scenarios, fontsize=8)
+    label = {"risk_difference": f"risk difference vs {ref}",
+             "p_cr_new_site": "CR probability at a new centre"}.get(variable, variable)
+    title = f"Sensitivity: {label} ({severity}); hollow = failed diagnostics"
+    if sens.attrs.get("synthetic"):
+        title += f"\n{SYNTHETIC_NOTE}"
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
     return path

@@ -60,6 +60,10 @@ DISTRIBUTIONS: dict[str, tuple[tuple[str, ...], bool]] = {
     "HalfStudentT": (("nu", "sigma"), True),
     "HalfCauchy": (("beta",), True),
     "Exponential": (("lam",), True),
+    # BUGS's convention for a scale: the precision 1/sd^2 ~ Gamma(alpha, beta), e.g.
+    # dgamma(0.001, 0.001). Offered to reproduce published BUGS analyses; for new
+    # work prefer HalfNormal or HalfStudentT (Gelman 2006).
+    "GammaPrecision": (("alpha", "beta"), True),
 }
 # Prior name -> whether it must be a scale (positive) prior.
 PRIOR_ROLES: dict[str, bool] = {
@@ -74,7 +78,7 @@ STRUCTURE_DEFAULTS: dict[str, Any] = {
     "site_effect": True,
     "severity_effect": True,
 }
-_POSITIVE_PARAMS = {"sigma", "nu", "beta", "lam"}
+_POSITIVE_PARAMS = {"sigma", "nu", "beta", "lam", "alpha"}
 
 
 @dataclass(frozen=True)
@@ -292,7 +296,8 @@ def _parse_prior(name: str, body: Any, where: str) -> Prior:
     params, is_scale = DISTRIBUTIONS[dist]
     if PRIOR_ROLES[name] and not is_scale:
         raise SpecError(f"{where}priors.{name} is a standard deviation and needs a positive "
-                        f"distribution (HalfNormal, HalfStudentT, HalfCauchy, Exponential), "
+                        f"distribution (HalfNormal, HalfStudentT, HalfCauchy, Exponential, "
+                        f"GammaPrecision), "
                         f"not {dist}")
     if not PRIOR_ROLES[name] and is_scale:
         raise SpecError(f"{where}priors.{name} is on the log-odds scale and needs Normal or "

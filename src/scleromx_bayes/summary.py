@@ -81,15 +81,21 @@ def posterior_probabilities(fit: Fit) -> dict[str, xr.DataArray]:
     }
 
 
-def _rank_probabilities(p: xr.DataArray) -> xr.DataArray:
-    """P(regimen has rank j) within each severity; rank 1 = highest CR probability."""
-    values = p.transpose("chain", "draw", "severity", "regimen").values
-    n_reg = values.shape[-1]
+def _rank_probabilities(p: xr.DataArray, masked: Sequence[str] = ()) -> xr.DataArray:
+    """P(regimen has rank j) within each severity; rank 1 = highest CR probability.
+    Masked regimens take no rank (NaN) and the others are ranked among themselves."""
+    regimens = list(p["regimen"].values)
+    keep = [r for r in regimens if r not in set(masked)]
+    values = p.sel(regimen=keep).transpose("chain", "draw", "severity", "regimen").values
     ranks = (-values).argsort(axis=-1).argsort(axis=-1)  # 0 = best
-    probs = np.stack([(ranks == j).mean(axis=(0, 1)) for j in range(n_reg)], axis=-1)
+    probs = np.full((values.shape[2], len(regimens), len(regimens)), np.nan)
+    for j in range(len(keep)):
+        probs[:, [regimens.index(r) for r in keep], j] = (ranks == j).mean(axis=(0, 1))
+    for j in range(len(keep), len(regimens)):
+        probs[:, [regimens.index(r) for r in keep], j] = 0.0
     return xr.DataArray(probs, dims=("severity", "regimen", "rank"),
-                        coords={"severity": p["severity"].values, "regimen": p["regimen"].values,
-                                "rank": np.arange(1, n_reg + 1)})
+                        coords={"severity": p["severity"].values, "regimen": regimens,
+                                "rank": np.arange(1, len(regimens) + 1)})
 
 
 def _versions() -> str:
@@ -120,8 +126,14 @@ def summarise(
     hdi_prob: float = 0.95,
     thresholds: Sequence[float] = (0.25, 0.5),
     reference: str | None = None,
+    masked_sites: Sequence[str] = (),
+    masked_regimens: Sequence[str] = (),
 ) -> xr.Dataset:
     """Summarise a fit as an ``xarray.Dataset``.
+
+    ``masked_sites`` and ``masked_regimens`` (left out of the data in a sensitivity
+    scenario) are reported as NaN rather than as prior predictions; ranks are
+    then among the remaining regimens.
 
     Variables (``stat`` = mean, median, sd, hdi_lower, hdi_upper):
 
@@ -167,18 +179,28 @@ def summarise(
     grid_coords = {"regimen": list(cells.regimens), "severity": list(cells.severities),
                    "site": list(cells.sites)}
 
+    masked_r = xr.DataArray([r in set(masked_regimens) for r in cells.regimens], dims="regimen",
+                            coords={"regimen": list(cells.regimens)})
+    masked_s = xr.DataArray([s in set(masked_sites) for s in cells.sites], dims="site",
+                            coords={"site": list(cells.sites)})
+    no_contrast = is_ref | masked_r | bool(ref in set(masked_regimens))
     ds = xr.Dataset({
         "p_cr_new_site": describe(new, hdi_prob),
         "p_cr_typical_site": describe(probs["typical_site"], hdi_prob),
         "p_cr_by_site": describe(probs["by_site"], hdi_prob),
         "prob_above": (new > thr).mean(SAMPLE_DIMS),
-        "risk_difference": describe(rd, hdi_prob).where(~is_ref),
-        "odds_ratio": describe(ratio, hdi_prob).where(~is_ref),
-        "prob_better": (rd > 0).mean(SAMPLE_DIMS).where(~is_ref),
-        "rank_probability": _rank_probabilities(new),
+        "risk_difference": describe(rd, hdi_prob).where(~no_contrast),
+        "odds_ratio": describe(ratio, hdi_prob).where(~no_contrast),
+        "prob_better": (rd > 0).mean(SAMPLE_DIMS).where(~no_contrast),
+        "rank_probability": _rank_probabilities(new, masked_regimens),
         "n_evaluable": xr.DataArray(n_grid, dims=grid_dims, coords=grid_coords),
         "n_responders": xr.DataArray(y_grid, dims=grid_dims, coords=grid_coords),
     })
+    if masked_regimens:
+        for name in ("p_cr_new_site", "p_cr_typical_site", "p_cr_by_site", "prob_above"):
+            ds[name] = ds[name].where(~masked_r)
+    if masked_sites:
+        ds["p_cr_by_site"] = ds["p_cr_by_site"].where(~masked_s)
     post = fit.posterior["posterior"].to_dataset()
     scales = [v for v in ("regimen_sd", "site_sd") if v in post]
     if scales:
@@ -224,6 +246,7 @@ def summarise(
         "chains": fit.sampler["chains"],
         "target_accept": fit.sampler.get("target_accept", float("nan")),
         "seed": fit.seed,
+        "regimen_prior_shift": json.dumps(fit.sampler.get("regimen_prior_shift", {})),
         "versions": _versions(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "synthetic": int(fit.synthetic),

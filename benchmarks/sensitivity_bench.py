@@ -1,0 +1,145 @@
+"""The default sensitivity grid three ways, side by side in one run.
+
+* ``run_sensitivity``: one compiled nutpie model per model structure, prior values
+  and counts swapped in as data;
+* the loop a PyMC user writes today: per scenario, build the same model and call
+  ``pm.sample`` (PyTensor's C cache is warm after the first);
+* the loop a bambi user writes: per scenario, a binomial ``p(y, n)`` model on the
+  same cells with the same terms and priors.
+
+Every contender fits the same scenarios (same cells, same priors, same sampler
+settings), so the ratios compare tools, not models.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+
+import scleromx_bayes as sxb
+from scleromx_bayes.sensitivity import ScenarioInputs, load_grid, resolve, run_sensitivity
+
+SETTINGS = {"draws": 1000, "tune": 1000, "chains": 4}
+
+
+def _fitted_cells(inputs: ScenarioInputs):
+    """The cells a by-hand analysis would fit: those with evaluable episodes."""
+    frame = inputs.cells.frame
+    return frame[frame["n"] > 0].reset_index(drop=True)
+
+
+def _bambi_prior(prior, *, group_sd=None):
+    import bambi as bmb
+
+    if group_sd is None:
+        return bmb.Prior(prior.dist, **prior.params)
+    return bmb.Prior("Normal", mu=0.0, sigma=bmb.Prior(group_sd.dist, **group_sd.params))
+
+
+def bambi_model(inputs: ScenarioInputs):
+    """The scenario as a bambi user would write it."""
+    import bambi as bmb
+
+    spec, cells = inputs.spec, inputs.cells
+    data = _fitted_cells(inputs)
+    terms, priors = [], {}
+    pooling = spec.regimen_pooling if data["regimen"].nunique() > 1 else "complete"
+    if pooling == "none":
+        terms.append("0 + regimen")
+        priors["regimen"] = _bambi_prior(spec.prior("intercept"))
+    else:
+        terms.append("1")
+        priors["Intercept"] = _bambi_prior(spec.prior("intercept"))
+    if spec.severity_effect and data["severity"].nunique() > 1:
+        terms.append("severity")
+        priors["severity"] = _bambi_prior(spec.prior("severity_effect"))
+        # the least severe level is the reference, as in our model
+        data["severity"] = pd.Categorical(data["severity"], categories=list(cells.severities))
+    if pooling == "partial":
+        terms.append("(1|regimen)")
+        priors["1|regimen"] = _bambi_prior(None, group_sd=spec.prior("regimen_sd"))
+    if spec.site_effect and data["site"].nunique() > 1:
+        terms.append("(1|site)")
+        priors["1|site"] = _bambi_prior(None, group_sd=spec.prior("site_sd"))
+    formula = "p(y, n) ~ " + " + ".join(terms)
+    return bmb.Model(formula, data, family="binomial", priors=priors, auto_scale=False)
+
+
+def _loop(inputs: list[ScenarioInputs], one) -> dict:
+    t0 = time.perf_counter()
+    divergences = 0
+    for inp in inputs:
+        divergences += one(inp)
+    wall = time.perf_counter() - t0
+    return {"wall_s": wall, "fits": len(inputs), "fits_per_s": len(inputs) / wall,
+            "divergences": divergences}
+
+
+def _pymc_one(seed: int):
+    import pymc as pm
+
+    def one(inp: ScenarioInputs) -> int:
+        model = sxb.build_model(inp.cells, inp.spec)
+        with model:
+            tree = pm.sample(**SETTINGS, cores=2, random_seed=seed, progressbar=False,
+                             target_accept=0.9, compute_convergence_checks=False)
+        return int(tree["sample_stats"]["diverging"].values.sum())
+
+    return one
+
+
+def _bambi_one(seed: int):
+    def one(inp: ScenarioInputs) -> int:
+        tree = bambi_model(inp).fit(**SETTINGS, cores=2, random_seed=seed, progressbar=False,
+                                    target_accept=0.9)
+        return int(tree["sample_stats"]["diverging"].values.sum())
+
+    return one
+
+
+def bench_sensitivity(seed: int, quick: bool = False) -> dict:
+    """Run the default grid with ``run_sensitivity`` and as the two by-hand loops.
+
+    ``quick`` times the by-hand loops on every third scenario only and scales
+    their time up to the whole grid (stated in the result).
+    """
+    from run import machine  # benchmarks/run.py, on sys.path when run from there
+
+    cohort = sxb.load_example()
+    grid = load_grid("default").with_run_settings(seed=seed, **SETTINGS)
+    scenarios = grid.expand(cohort)
+    inputs = [resolve(cohort, grid, s) for s in scenarios]
+    loop_inputs = inputs[::3] if quick else inputs
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t0 = time.perf_counter()
+        sens = run_sensitivity(cohort, grid)
+        ours_wall = time.perf_counter() - t0
+        pymc_loop = _loop(loop_inputs, _pymc_one(seed))
+        bambi_loop = _loop(loop_inputs, _bambi_one(seed))
+    scale = len(inputs) / len(loop_inputs)
+    for loop in (pymc_loop, bambi_loop):
+        loop["wall_s_whole_grid"] = loop["wall_s"] * scale
+    ours = {
+        "wall_s": ours_wall, "fits": len(inputs), "fits_per_s": len(inputs) / ours_wall,
+        "compilations": int(sens.attrs["compilations"]),
+        "compile_s": float(sens.attrs["compile_s"]), "sample_s": float(sens.attrs["sample_s"]),
+        "other_s": ours_wall - float(sens.attrs["compile_s"]) - float(sens.attrs["sample_s"]),
+        "divergences": int(np.nansum(sens["divergences"].values)),
+        "scenarios_ok": int(sens.attrs["n_ok"]),
+    }
+    return {
+        "benchmark": "sensitivity", "grid": "default", "scenarios": len(inputs),
+        "settings": SETTINGS, "seed": seed, "machine": machine(),
+        "quick": quick, "loop_scenarios_timed": len(loop_inputs),
+        "results": {"run_sensitivity": ours, "loop of pm.sample": pymc_loop,
+                    "loop of bambi": bambi_loop},
+        "ratios (loop wall time over run_sensitivity's, whole grid)": {
+            "loop of pm.sample": pymc_loop["wall_s_whole_grid"] / ours_wall,
+            "loop of bambi": bambi_loop["wall_s_whole_grid"] / ours_wall,
+        },
+    }

@@ -38,8 +38,11 @@ def ours(cohort, spec, seed: int) -> dict:
     t0 = time.perf_counter()
     fit = sxb.fit(cohort, spec, seed=seed, **SETTINGS)
     wall = time.perf_counter() - t0
-    return {"wall_s": wall, "min_ess_bulk": min_ess(fit.posterior["posterior"]["regimen_logit"]),
-            "divergences": fit.diagnostics.divergences}
+    return {
+        "wall_s": wall,
+        "min_ess_bulk": min_ess(fit.posterior["posterior"]["regimen_logit"]),
+        "divergences": fit.diagnostics.divergences,
+    }
 
 
 def plain_pymc(cohort, spec, seed: int) -> dict:
@@ -49,12 +52,16 @@ def plain_pymc(cohort, spec, seed: int) -> dict:
     t0 = time.perf_counter()
     model = sxb.build_model(cohort.cells(), spec)
     with model:
-        tree = pm.sample(**SETTINGS, cores=2, random_seed=seed, progressbar=False,
-                         target_accept=0.9)
+        tree = pm.sample(
+            **SETTINGS, cores=2, random_seed=seed, progressbar=False, target_accept=0.9
+        )
     wall = time.perf_counter() - t0
     div = int(tree["sample_stats"]["diverging"].values.sum())
-    return {"wall_s": wall, "min_ess_bulk": min_ess(tree["posterior"]["regimen_logit"]),
-            "divergences": div}
+    return {
+        "wall_s": wall,
+        "min_ess_bulk": min_ess(tree["posterior"]["regimen_logit"]),
+        "divergences": div,
+    }
 
 
 def bambi_fit(cohort, seed: int) -> dict:
@@ -77,9 +84,13 @@ def machine() -> dict:
     import nutpie
     import pymc
 
-    return {"python": platform.python_version(), "cpus": os.cpu_count(),
-            "pymc": pymc.__version__, "nutpie": nutpie.__version__,
-            "platform": platform.platform()}
+    return {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "pymc": pymc.__version__,
+        "nutpie": nutpie.__version__,
+        "platform": platform.platform(),
+    }
 
 
 def bench_fit(seed: int) -> dict:
@@ -89,7 +100,9 @@ def bench_fit(seed: int) -> dict:
         warnings.simplefilter("ignore")
         rows = {
             "scleromx_bayes.fit (nutpie, cold: includes compiling)": ours(cohort, spec, seed),
-            "scleromx_bayes.fit (nutpie, warm: compiled model reused)": ours(cohort, spec, seed + 1),
+            "scleromx_bayes.fit (nutpie, warm: compiled model reused)": ours(
+                cohort, spec, seed + 1
+            ),
             "plain pm.sample (same model)": plain_pymc(cohort, spec, seed),
             "bambi (Bernoulli per episode)": bambi_fit(cohort, seed),
         }
@@ -106,17 +119,27 @@ def bench_fit(seed: int) -> dict:
             "ess_per_s_ratio_cold": cold["ess_per_s"] / other["ess_per_s"],
             "ess_per_s_ratio_warm": warm["ess_per_s"] / other["ess_per_s"],
         }
-    return {"benchmark": "fit", "settings": SETTINGS, "seed": seed, "machine": machine(),
-            "results": rows, "ratios (other / ours for time; ours / other for ESS/s)": ratios}
+    return {
+        "benchmark": "fit",
+        "settings": SETTINGS,
+        "seed": seed,
+        "machine": machine(),
+        "results": rows,
+        "ratios (other / ours for time; ours / other for ESS/s)": ratios,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("which", choices=["fit", "sensitivity"], nargs="?", default="fit")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--quick", action="store_true",
-                        help="sensitivity only: fewer scenarios in the comparison loops")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="sensitivity only: fewer scenarios in the comparison loops",
+    )
     args = parser.parse_args(argv)
     if args.which == "fit":
         result = bench_fit(args.seed)

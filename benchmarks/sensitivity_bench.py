@@ -74,8 +74,12 @@ def _loop(inputs: list[ScenarioInputs], one) -> dict:
     for inp in inputs:
         divergences += one(inp)
     wall = time.perf_counter() - t0
-    return {"wall_s": wall, "fits": len(inputs), "fits_per_s": len(inputs) / wall,
-            "divergences": divergences}
+    return {
+        "wall_s": wall,
+        "fits": len(inputs),
+        "fits_per_s": len(inputs) / wall,
+        "divergences": divergences,
+    }
 
 
 def _pymc_one(seed: int):
@@ -84,8 +88,14 @@ def _pymc_one(seed: int):
     def one(inp: ScenarioInputs) -> int:
         model = sxb.build_model(inp.cells, inp.spec)
         with model:
-            tree = pm.sample(**SETTINGS, cores=2, random_seed=seed, progressbar=False,
-                             target_accept=0.9, compute_convergence_checks=False)
+            tree = pm.sample(
+                **SETTINGS,
+                cores=2,
+                random_seed=seed,
+                progressbar=False,
+                target_accept=0.9,
+                compute_convergence_checks=False,
+            )
         return int(tree["sample_stats"]["diverging"].values.sum())
 
     return one
@@ -93,8 +103,9 @@ def _pymc_one(seed: int):
 
 def _bambi_one(seed: int):
     def one(inp: ScenarioInputs) -> int:
-        tree = bambi_model(inp).fit(**SETTINGS, cores=2, random_seed=seed, progressbar=False,
-                                    target_accept=0.9)
+        tree = bambi_model(inp).fit(
+            **SETTINGS, cores=2, random_seed=seed, progressbar=False, target_accept=0.9
+        )
         return int(tree["sample_stats"]["diverging"].values.sum())
 
     return one
@@ -125,19 +136,30 @@ def bench_sensitivity(seed: int, quick: bool = False) -> dict:
     for loop in (pymc_loop, bambi_loop):
         loop["wall_s_whole_grid"] = loop["wall_s"] * scale
     ours = {
-        "wall_s": ours_wall, "fits": len(inputs), "fits_per_s": len(inputs) / ours_wall,
+        "wall_s": ours_wall,
+        "fits": len(inputs),
+        "fits_per_s": len(inputs) / ours_wall,
         "compilations": int(sens.attrs["compilations"]),
-        "compile_s": float(sens.attrs["compile_s"]), "sample_s": float(sens.attrs["sample_s"]),
+        "compile_s": float(sens.attrs["compile_s"]),
+        "sample_s": float(sens.attrs["sample_s"]),
         "other_s": ours_wall - float(sens.attrs["compile_s"]) - float(sens.attrs["sample_s"]),
         "divergences": int(np.nansum(sens["divergences"].values)),
         "scenarios_ok": int(sens.attrs["n_ok"]),
     }
     return {
-        "benchmark": "sensitivity", "grid": "default", "scenarios": len(inputs),
-        "settings": SETTINGS, "seed": seed, "machine": machine(),
-        "quick": quick, "loop_scenarios_timed": len(loop_inputs),
-        "results": {"run_sensitivity": ours, "loop of pm.sample": pymc_loop,
-                    "loop of bambi": bambi_loop},
+        "benchmark": "sensitivity",
+        "grid": "default",
+        "scenarios": len(inputs),
+        "settings": SETTINGS,
+        "seed": seed,
+        "machine": machine(),
+        "quick": quick,
+        "loop_scenarios_timed": len(loop_inputs),
+        "results": {
+            "run_sensitivity": ours,
+            "loop of pm.sample": pymc_loop,
+            "loop of bambi": bambi_loop,
+        },
         "ratios (loop wall time over run_sensitivity's, whole grid)": {
             "loop of pm.sample": pymc_loop["wall_s_whole_grid"] / ours_wall,
             "loop of bambi": bambi_loop["wall_s_whole_grid"] / ours_wall,

@@ -20,8 +20,14 @@ SMALL = ["--draws", "200", "--tune", "200", "--chains", "2"]
 def run(*args, cwd=None):
     """Run the real console script in a subprocess, as a user would."""
     exe = Path(sys.executable).with_name("scleromx-bayes")
-    return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, "COLUMNS": "120"}, timeout=600)
+    return subprocess.run(
+        [str(exe), *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "COLUMNS": "120"},
+        timeout=600,
+    )
 
 
 def test_demo_writes_everything(tmp_path):
@@ -40,10 +46,23 @@ def test_demo_writes_everything(tmp_path):
 
 def test_fit_counts_table_with_orr_and_zarr(tmp_path):
     counts = tmp_path / "published.csv"
-    counts.write_text("site,regimen,severity,n,n_cr,n_pr\nA,HDIVig,nonsevere,20,9,4\n"
-                      "B,HDIVig,nonsevere,11,4,3\nA,PCD,severe,6,3,1\nB,PCD,severe,4,1,1\n")
-    res = run("fit", counts, "--out", tmp_path / "o", "--outcome", "orr", "--format", "zarr",
-              "--model", "no_pooling", *SMALL)
+    counts.write_text(
+        "site,regimen,severity,n,n_cr,n_pr\nA,HDIVig,nonsevere,20,9,4\n"
+        "B,HDIVig,nonsevere,11,4,3\nA,PCD,severe,6,3,1\nB,PCD,severe,4,1,1\n"
+    )
+    res = run(
+        "fit",
+        counts,
+        "--out",
+        tmp_path / "o",
+        "--outcome",
+        "orr",
+        "--format",
+        "zarr",
+        "--model",
+        "no_pooling",
+        *SMALL,
+    )
     assert res.returncode == 0, res.stderr
     ds = sxb.read_dataset(tmp_path / "o" / "summary.zarr")
     assert ds.attrs["outcome"] == "orr" and ds.attrs["model_name"] == "no_pooling"
@@ -65,25 +84,45 @@ def previous_output(tmp_path):
     return out
 
 
-@pytest.mark.parametrize("args,message", [
-    (["fit", "{bad}", "--out", "{out}"], "row 3, column 'response': unknown response code 'CRR'"),
-    (["fit", "{missing}", "--out", "{out}"], "file not found"),
-    (["fit", "{good}", "--out", "{out}", "--model", "nope"], "no shipped spec named 'nope'"),
-    (["fit", "{good}", "--out", "{out}", "--model", "{badspec}"], "distribution 'Uniform' is not allowed"),
-    (["fit", "{good}", "--out", "{out}", "--sampler", "stan"], "--sampler must be 'nutpie' or 'pymc'"),
-    (["fit", "{counts}", "--out", "{out}", "--outcome", "orr"], "needs an 'n_pr' column"),
-    (["validate", "{bad}"], "unknown response code 'CRR'"),
-    (["fit", "{good}", "--out", "{out}", "--outcome", "pr"], "Invalid value for '--outcome'"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (
+            ["fit", "{bad}", "--out", "{out}"],
+            "row 3, column 'response': unknown response code 'CRR'",
+        ),
+        (["fit", "{missing}", "--out", "{out}"], "file not found"),
+        (["fit", "{good}", "--out", "{out}", "--model", "nope"], "no shipped spec named 'nope'"),
+        (
+            ["fit", "{good}", "--out", "{out}", "--model", "{badspec}"],
+            "distribution 'Uniform' is not allowed",
+        ),
+        (
+            ["fit", "{good}", "--out", "{out}", "--sampler", "stan"],
+            "--sampler must be 'nutpie' or 'pymc'",
+        ),
+        (["fit", "{counts}", "--out", "{out}", "--outcome", "orr"], "needs an 'n_pr' column"),
+        (["validate", "{bad}"], "unknown response code 'CRR'"),
+        (["fit", "{good}", "--out", "{out}", "--outcome", "pr"], "Invalid value for '--outcome'"),
+    ],
+)
 def test_bad_input_exits_2_without_traceback(tmp_path, previous_output, args, message):
     bad = tmp_path / "bad.csv"
-    bad.write_text("patient_id,site,regimen,severity,response\np1,A,R,severe,CR\np2,A,R,severe,CRR\n")
+    bad.write_text(
+        "patient_id,site,regimen,severity,response\np1,A,R,severe,CR\np2,A,R,severe,CRR\n"
+    )
     badspec = tmp_path / "spec.toml"
     badspec.write_text('name = "x"\n[priors.intercept]\ndist = "Uniform"\nlower = 0\nupper = 1\n')
     counts = tmp_path / "counts.csv"
     counts.write_text("site,regimen,severity,n,n_cr\nA,R,severe,3,1\n")
-    names = {"bad": bad, "missing": tmp_path / "nope.csv", "good": example_path(),
-             "badspec": badspec, "counts": counts, "out": previous_output}
+    names = {
+        "bad": bad,
+        "missing": tmp_path / "nope.csv",
+        "good": example_path(),
+        "badspec": badspec,
+        "counts": counts,
+        "out": previous_output,
+    }
     res = run(*[a.format(**names) for a in args])
     assert res.returncode == 2, (res.stdout, res.stderr)
     assert message in res.stderr.replace("\n", " ") or message in res.stdout
@@ -125,8 +164,13 @@ def test_sensitivity_writes_dataset_table_and_plot_and_resumes(tmp_path):
     assert "SYNTHETIC" in res.stdout and "flips?" in res.stdout
     assert "1 model(s) compiled" in res.stdout.replace("\n", " ")
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["conclusions.csv", "rank_stability.csv", "sensitivity.nc",
-                     "sensitivity_forest.png", "store"]
+    assert names == [
+        "conclusions.csv",
+        "rank_stability.csv",
+        "sensitivity.nc",
+        "sensitivity_forest.png",
+        "store",
+    ]
     ds = sxb.read_dataset(out / "sensitivity.nc")
     assert list(ds.scenario.values) == ["baseline", "site_sd=1.0", "leave_out_site=Centre G"]
     assert ds.attrs["synthetic"] == 1
@@ -149,15 +193,31 @@ def test_sensitivity_writes_dataset_table_and_plot_and_resumes(tmp_path):
     xr.testing.assert_equal(back.p_cr_new_site, ds.p_cr_new_site)
 
 
-@pytest.mark.parametrize("grid_text,extra,message", [
-    ('[axes]\nsite_sd = [0.5, "wide"]\n', [], "axis 'site_sd', value 'wide': must be a number > 0"),
-    ('[axes]\nleave_out_site = ["none", "Centre Z"]\n', [],
-     "axis 'leave_out_site', value 'Centre Z': not a site in the data"),
-    ('[axes]\nsite_sd = [0.5]\n', ["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"],
-     "give --workers or --scheduler, not both"),
-    ('[axes]\nsite_sd = [0.5]\n', ["--scheduler", "tcp://127.0.0.1:1"],
-     "cannot reach the Dask scheduler at tcp://127.0.0.1:1"),
-])
+@pytest.mark.parametrize(
+    "grid_text,extra,message",
+    [
+        (
+            '[axes]\nsite_sd = [0.5, "wide"]\n',
+            [],
+            "axis 'site_sd', value 'wide': must be a number > 0",
+        ),
+        (
+            '[axes]\nleave_out_site = ["none", "Centre Z"]\n',
+            [],
+            "axis 'leave_out_site', value 'Centre Z': not a site in the data",
+        ),
+        (
+            "[axes]\nsite_sd = [0.5]\n",
+            ["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"],
+            "give --workers or --scheduler, not both",
+        ),
+        (
+            "[axes]\nsite_sd = [0.5]\n",
+            ["--scheduler", "tcp://127.0.0.1:1"],
+            "cannot reach the Dask scheduler at tcp://127.0.0.1:1",
+        ),
+    ],
+)
 def test_sensitivity_bad_input_exits_2(tmp_path, previous_output, grid_text, extra, message):
     grid = tmp_path / "bad.toml"
     grid.write_text(grid_text)

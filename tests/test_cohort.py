@@ -22,14 +22,22 @@ def test_missing_column_suggests_near_name(tmp_path):
     with pytest.raises(CohortError) as e:
         sxb.read_cohort(path)
     assert problems(e.value) == [
-        "cohort.csv, column 'severity': required column is missing (did you mean 'severty'?)"]
+        "cohort.csv, column 'severity': required column is missing (did you mean 'severty'?)"
+    ]
 
 
 def test_column_names_are_normalised(tmp_path):
-    path = write_csv(tmp_path, "Patient ID, Site ,REGIMEN,Severity,Response\n"
-                               "p1,A,HDIVig,Non-Severe,cr\n")
+    path = write_csv(
+        tmp_path, "Patient ID, Site ,REGIMEN,Severity,Response\np1,A,HDIVig,Non-Severe,cr\n"
+    )
     cohort = sxb.read_cohort(path)
-    assert list(cohort.table.columns[:5]) == ["patient_id", "site", "regimen", "severity", "response"]
+    assert list(cohort.table.columns[:5]) == [
+        "patient_id",
+        "site",
+        "regimen",
+        "severity",
+        "response",
+    ]
     assert cohort.severities == ("nonsevere",)
     assert cohort.table["response"].tolist() == ["CR"]
 
@@ -39,7 +47,8 @@ def test_unknown_response_code_names_row_and_column(tmp_path):
     with pytest.raises(CohortError) as e:
         sxb.read_cohort(path)
     assert problems(e.value) == [
-        "cohort.csv, row 3, column 'response': unknown response code 'maybe' (use CR, PR, NR or NE)"]
+        "cohort.csv, row 3, column 'response': unknown response code 'maybe' (use CR, PR, NR or NE)"
+    ]
 
 
 def test_blank_response_is_an_error_not_a_guess(tmp_path):
@@ -48,10 +57,15 @@ def test_blank_response_is_an_error_not_a_guess(tmp_path):
         sxb.read_cohort(path)
 
 
-@pytest.mark.parametrize("column,row", [("patient_id", ",A,HDIVig,severe,CR"),
-                                        ("site", "p1, ,HDIVig,severe,CR"),
-                                        ("regimen", "p1,A,,severe,CR"),
-                                        ("severity", "p1,A,HDIVig,,CR")])
+@pytest.mark.parametrize(
+    "column,row",
+    [
+        ("patient_id", ",A,HDIVig,severe,CR"),
+        ("site", "p1, ,HDIVig,severe,CR"),
+        ("regimen", "p1,A,,severe,CR"),
+        ("severity", "p1,A,HDIVig,,CR"),
+    ],
+)
 def test_blank_labels(tmp_path, column, row):
     path = write_csv(tmp_path, HEADER + "p0,A,HDIVig,severe,CR\n" + row + "\n")
     with pytest.raises(CohortError) as e:
@@ -65,8 +79,10 @@ def test_empty_and_duplicated_rows(tmp_path):
         sxb.read_cohort(path)
     msgs = problems(e.value)
     assert "cohort.csv, row 3: empty row" in msgs
-    assert ("cohort.csv, row 4: duplicated episode (add a 'line' column to tell repeated "
-            "treatments apart): rows 2, 4 are the same") in msgs
+    assert (
+        "cohort.csv, row 4: duplicated episode (add a 'line' column to tell repeated "
+        "treatments apart): rows 2, 4 are the same"
+    ) in msgs
 
 
 def test_empty_table(tmp_path):
@@ -78,8 +94,9 @@ def test_patient_at_two_sites(tmp_path):
     path = write_csv(tmp_path, HEADER + "p1,A,HDIVig,severe,NR\np1,B,Len,severe,CR\n")
     with pytest.raises(CohortError) as e:
         sxb.read_cohort(path)
-    assert problems(e.value) == ["cohort.csv, row 3, column 'site': patient 'p1' is recorded at "
-                                 "two sites ('A' and 'B')"]
+    assert problems(e.value) == [
+        "cohort.csv, row 3, column 'site': patient 'p1' is recorded at two sites ('A' and 'B')"
+    ]
 
 
 def test_row_numbers_count_leading_comment_lines(tmp_path):
@@ -89,9 +106,12 @@ def test_row_numbers_count_leading_comment_lines(tmp_path):
 
 
 def test_whitespace_case_and_aliases(tmp_path):
-    path = write_csv(tmp_path, HEADER + "p1,Centre  A,HDIVig,severe,CR\n"
-                                        "p2, centre a ,hdivig,severe,Complete response\n"
-                                        "p3,Centre A,IVIg,nonsevere,partial\n")
+    path = write_csv(
+        tmp_path,
+        HEADER + "p1,Centre  A,HDIVig,severe,CR\n"
+        "p2, centre a ,hdivig,severe,Complete response\n"
+        "p3,Centre A,IVIg,nonsevere,partial\n",
+    )
     cohort = sxb.read_cohort(path, regimen_aliases={"ivig": "HDIVig"})
     assert cohort.sites == ("Centre A",)
     assert cohort.regimens == ("HDIVig",)
@@ -100,8 +120,11 @@ def test_whitespace_case_and_aliases(tmp_path):
 
 
 def test_extra_columns_are_kept(tmp_path):
-    path = write_csv(tmp_path, "patient_id,site,regimen,severity,response,line,age\n"
-                               "p1,A,HDIVig,severe,CR,1,60\np1,A,HDIVig,severe,NR,2,61\n")
+    path = write_csv(
+        tmp_path,
+        "patient_id,site,regimen,severity,response,line,age\n"
+        "p1,A,HDIVig,severe,CR,1,60\np1,A,HDIVig,severe,NR,2,61\n",
+    )
     cohort = sxb.read_cohort(path)
     assert cohort.extra_columns == ("line", "age")
     assert cohort.n_patients == 1 and cohort.n_episodes == 2
@@ -125,9 +148,15 @@ def test_excel_and_parquet_read_the_same(tmp_path, example):
 
 
 def test_excel_error_names_row(tmp_path):
-    frame = pd.DataFrame({"patient_id": ["p1", "p2"], "site": ["A", "A"],
-                          "regimen": ["HDIVig", "HDIVig"], "severity": ["severe", "severe"],
-                          "response": ["CR", "??"]})
+    frame = pd.DataFrame(
+        {
+            "patient_id": ["p1", "p2"],
+            "site": ["A", "A"],
+            "regimen": ["HDIVig", "HDIVig"],
+            "severity": ["severe", "severe"],
+            "response": ["CR", "??"],
+        }
+    )
     path = tmp_path / "c.xlsx"
     frame.to_excel(path, index=False)
     with pytest.raises(CohortError, match=r"c.xlsx, row 3, column 'response'"):
@@ -136,19 +165,28 @@ def test_excel_error_names_row(tmp_path):
 
 # -- outcome definitions ------------------------------------------------------
 
-EPISODES = pd.DataFrame({
-    "patient_id": [f"p{i}" for i in range(6)],
-    "site": ["A"] * 6,
-    "regimen": ["R"] * 6,
-    "severity": ["severe"] * 6,
-    "response": ["CR", "CR", "PR", "NR", "NE", "NE"],
-})
+EPISODES = pd.DataFrame(
+    {
+        "patient_id": [f"p{i}" for i in range(6)],
+        "site": ["A"] * 6,
+        "regimen": ["R"] * 6,
+        "severity": ["severe"] * 6,
+        "response": ["CR", "CR", "PR", "NR", "NE", "NE"],
+    }
+)
 
 
-@pytest.mark.parametrize("response,ne,n,y", [
-    ("cr", "exclude", 4, 2), ("cr", "failure", 6, 2), ("cr", "success", 6, 4),
-    ("orr", "exclude", 4, 3), ("orr", "failure", 6, 3), ("orr", "success", 6, 5),
-])
+@pytest.mark.parametrize(
+    "response,ne,n,y",
+    [
+        ("cr", "exclude", 4, 2),
+        ("cr", "failure", 6, 2),
+        ("cr", "success", 6, 4),
+        ("orr", "exclude", 4, 3),
+        ("orr", "failure", 6, 3),
+        ("orr", "success", 6, 5),
+    ],
+)
 def test_outcome_definitions(response, ne, n, y):
     cells = sxb.read_cohort(EPISODES).cells(OutcomeDefinition(response, ne=ne))
     assert (int(cells.n.sum()), int(cells.y.sum())) == (n, y)
@@ -171,7 +209,8 @@ def test_aggregation_of_example(example):
     cells = example.cells()
     # every episode lands in exactly one cell; the published aggregates hold
     assert int(cells.n.sum()) == 46 and len(cells.frame) == len(
-        example.table.groupby(["regimen", "site", "severity"]))
+        example.table.groupby(["regimen", "site", "severity"])
+    )
     by_regimen = cells.frame.groupby("regimen")[["n", "y"]].sum()
     hdivig = by_regimen.loc[["HDIVig", "HDIVig+steroids"]].sum()
     assert (hdivig["y"], hdivig["n"]) == (13, 31)
@@ -182,7 +221,9 @@ def test_aggregation_of_example(example):
 
 # -- counts tables ----------------------------------------------------------------
 
-COUNTS = "site,regimen,severity,n,n_cr,n_pr,n_ne\nA,HDIVig,nonsevere,10,4,2,1\nB,HDIVig,severe,5,1,1,0\n"
+COUNTS = (
+    "site,regimen,severity,n,n_cr,n_pr,n_ne\nA,HDIVig,nonsevere,10,4,2,1\nB,HDIVig,severe,5,1,1,0\n"
+)
 
 
 def test_counts_outcomes(tmp_path):
@@ -201,13 +242,16 @@ def test_counts_orr_needs_n_pr(tmp_path):
         cohort.cells(OutcomeDefinition("orr"))
 
 
-@pytest.mark.parametrize("row,message", [
-    ("A,R,severe,3,4", "row 2, column 'n_cr': n_cr (4) is larger than n (3)"),
-    ("A,R,severe,-3,1", "row 2, column 'n': count '-3' is negative"),
-    ("A,R,severe,3.5,1", "row 2, column 'n': count '3.5' is not a whole number"),
-    ("A,R,severe,three,1", "row 2, column 'n': count 'three' is not a whole number"),
-    ("A,R,severe,3,", "row 2, column 'n_cr': count '' is blank"),
-])
+@pytest.mark.parametrize(
+    "row,message",
+    [
+        ("A,R,severe,3,4", "row 2, column 'n_cr': n_cr (4) is larger than n (3)"),
+        ("A,R,severe,-3,1", "row 2, column 'n': count '-3' is negative"),
+        ("A,R,severe,3.5,1", "row 2, column 'n': count '3.5' is not a whole number"),
+        ("A,R,severe,three,1", "row 2, column 'n': count 'three' is not a whole number"),
+        ("A,R,severe,3,", "row 2, column 'n_cr': count '' is blank"),
+    ],
+)
 def test_bad_counts(tmp_path, row, message):
     path = write_csv(tmp_path, "site,regimen,severity,n,n_cr\n" + row + "\n", "counts.csv")
     with pytest.raises(CohortError) as e:
@@ -233,7 +277,9 @@ def test_read_data_tells_kinds_apart(tmp_path):
 def test_leave_out_helpers(example):
     without = example.without_sites(["Centre A"])
     assert "Centre A" not in without.sites and len(without.sites) == 6
-    assert without.n_episodes == example.n_episodes - int((example.table["site"] == "Centre A").sum())
+    assert without.n_episodes == example.n_episodes - int(
+        (example.table["site"] == "Centre A").sum()
+    )
     assert "DNS rescue" not in example.without_regimens(["DNS rescue"]).regimens
 
 
@@ -258,6 +304,12 @@ def test_example_design(example):
     sizes = example.table.groupby("site")["patient_id"].nunique()
     assert sizes.nunique() > 1  # unequal centres
     assert example.table.groupby("patient_id").size().max() >= 2  # repeated episodes
-    assert set(example.regimens) == {"HDIVig", "HDIVig+steroids", "Len-Dex-HDIVig",
-                                     "Bor-Dex-HDIVig", "Dara-Dex-HDIVig", "DNS rescue"}
+    assert set(example.regimens) == {
+        "HDIVig",
+        "HDIVig+steroids",
+        "Len-Dex-HDIVig",
+        "Bor-Dex-HDIVig",
+        "Dara-Dex-HDIVig",
+        "DNS rescue",
+    }
     assert np.isin(example.table["response"], ["CR", "PR", "NR", "NE"]).all()

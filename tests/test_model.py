@@ -19,8 +19,9 @@ from scleromx_bayes.model import effective_structure
 
 
 def episodes(rows):
-    return sxb.read_cohort(pd.DataFrame(rows, columns=["patient_id", "site", "regimen",
-                                                       "severity", "response"]))
+    return sxb.read_cohort(
+        pd.DataFrame(rows, columns=["patient_id", "site", "regimen", "severity", "response"])
+    )
 
 
 def quiet_fit(*args, **kwargs):
@@ -35,8 +36,14 @@ def test_model_dims_and_data(example):
     assert list(model.coords["regimen"]) == list(example.regimens)
     assert list(model.coords["severity"]) == ["nonsevere", "severe"]
     names = {v.name for v in model.data_vars}
-    assert {"n_evaluable", "n_responders", "prior__site_sd__sigma", "prior__regimen_sd__sigma",
-            "prior__intercept__mu", "prior__intercept__sigma"} <= names
+    assert {
+        "n_evaluable",
+        "n_responders",
+        "prior__site_sd__sigma",
+        "prior__regimen_sd__sigma",
+        "prior__intercept__mu",
+        "prior__intercept__sigma",
+    } <= names
     free = {v.name for v in model.free_RVs}
     assert free == {"intercept", "regimen_sd", "regimen_z", "severity_shift", "site_sd", "site_z"}
 
@@ -44,25 +51,42 @@ def test_model_dims_and_data(example):
 def test_single_level_factors_drop_their_terms():
     cohort = episodes([("p1", "A", "R", "severe", "CR"), ("p2", "A", "R", "severe", "NR")])
     eff = effective_structure(sxb.load_spec("base"), cohort.cells())
-    assert eff == {"regimen_pooling": "complete", "site_effect": False, "severity_effect": False,
-                   "priors": ("intercept",)}
+    assert eff == {
+        "regimen_pooling": "complete",
+        "site_effect": False,
+        "severity_effect": False,
+        "priors": ("intercept",),
+    }
     model = sxb.build_model(cohort.cells(), sxb.load_spec("base"))
     assert {v.name for v in model.free_RVs} == {"intercept"}
 
 
-@pytest.mark.parametrize("rows", [
-    # one site
-    [("p1", "A", "R1", "severe", "CR"), ("p2", "A", "R2", "nonsevere", "NR"),
-     ("p3", "A", "R1", "nonsevere", "NR")],
-    # one severity
-    [("p1", "A", "R1", "severe", "CR"), ("p2", "B", "R2", "severe", "NR"),
-     ("p3", "B", "R1", "severe", "PR")],
-    # one regimen
-    [("p1", "A", "R1", "severe", "CR"), ("p2", "B", "R1", "nonsevere", "NR")],
-    # a cell whose only episode is not evaluable (n = 0 after exclusion)
-    [("p1", "A", "R1", "severe", "CR"), ("p2", "B", "R2", "nonsevere", "NE"),
-     ("p3", "B", "R1", "nonsevere", "NR")],
-], ids=["one-site", "one-severity", "one-regimen", "empty-cell"])
+@pytest.mark.parametrize(
+    "rows",
+    [
+        # one site
+        [
+            ("p1", "A", "R1", "severe", "CR"),
+            ("p2", "A", "R2", "nonsevere", "NR"),
+            ("p3", "A", "R1", "nonsevere", "NR"),
+        ],
+        # one severity
+        [
+            ("p1", "A", "R1", "severe", "CR"),
+            ("p2", "B", "R2", "severe", "NR"),
+            ("p3", "B", "R1", "severe", "PR"),
+        ],
+        # one regimen
+        [("p1", "A", "R1", "severe", "CR"), ("p2", "B", "R1", "nonsevere", "NR")],
+        # a cell whose only episode is not evaluable (n = 0 after exclusion)
+        [
+            ("p1", "A", "R1", "severe", "CR"),
+            ("p2", "B", "R2", "nonsevere", "NE"),
+            ("p3", "B", "R1", "nonsevere", "NR"),
+        ],
+    ],
+    ids=["one-site", "one-severity", "one-regimen", "empty-cell"],
+)
 def test_degenerate_designs_fit_and_summarise(rows):
     cohort = episodes(rows)
     result = quiet_fit(cohort, "base", draws=200, tune=200, chains=2, seed=3)
@@ -75,15 +99,20 @@ def test_degenerate_designs_fit_and_summarise(rows):
 
 def test_empty_cell_contributes_nothing():
     """A cell with n = 0 leaves the log-posterior unchanged."""
-    rows = [("p1", "A", "R1", "severe", "CR"), ("p2", "B", "R1", "severe", "NR"),
-            ("p3", "B", "R2", "severe", "NR")]
+    rows = [
+        ("p1", "A", "R1", "severe", "CR"),
+        ("p2", "B", "R1", "severe", "NR"),
+        ("p3", "B", "R2", "severe", "NR"),
+    ]
     cells = episodes(rows).cells()
     spec = sxb.load_spec("base")
     model = sxb.build_model(cells, spec)
     point = model.initial_point()
     logp = model.compile_logp()
-    zeroed = cells.with_counts(np.where(cells.frame.regimen == "R2", 0, cells.n),
-                               np.where(cells.frame.regimen == "R2", 0, cells.y))
+    zeroed = cells.with_counts(
+        np.where(cells.frame.regimen == "R2", 0, cells.n),
+        np.where(cells.frame.regimen == "R2", 0, cells.y),
+    )
     model0 = sxb.build_model(zeroed, spec)
     drop = sxb.build_model(episodes(rows[:2] + [("p3", "B", "R2", "severe", "NE")]).cells(), spec)
     assert model0.compile_logp()(point) == pytest.approx(drop.compile_logp()(point))
@@ -97,7 +126,8 @@ def test_exact_against_numerical_integration():
     n, y = 12, 9
     rows = [(f"p{i}", "A", "R", "severe", "CR" if i < y else "NR") for i in range(n)]
     spec = sxb.load_spec("no_pooling").with_overrides(
-        {"priors.intercept": {"dist": "Normal", "mu": -0.5, "sigma": 1.2}})
+        {"priors.intercept": {"dist": "Normal", "mu": -0.5, "sigma": 1.2}}
+    )
     result = quiet_fit(episodes(rows), spec, draws=2000, tune=1000, chains=4, seed=5)
 
     def unnorm(theta):
@@ -125,10 +155,16 @@ def test_exact_against_numerical_integration():
 
 def test_parameter_recovery_on_a_larger_cohort():
     truth_logit = {"A": -1.0, "B": 0.0, "C": 1.0, "D": 0.5}
-    cohort, truth = sxb.simulate_cohort(truth_logit, {"nonsevere": 0.0, "severe": -1.0},
-                                        site_sd=0.4, n_sites=8, n_patients=1200, seed=42,
-                                        # centred, so the typical site (effect 0) is well defined
-                                        site_effect=[-0.6, -0.35, -0.15, 0, 0, 0.15, 0.35, 0.6])
+    cohort, truth = sxb.simulate_cohort(
+        truth_logit,
+        {"nonsevere": 0.0, "severe": -1.0},
+        site_sd=0.4,
+        n_sites=8,
+        n_patients=1200,
+        seed=42,
+        # centred, so the typical site (effect 0) is well defined
+        site_effect=[-0.6, -0.35, -0.15, 0, 0, 0.15, 0.35, 0.6],
+    )
     result = quiet_fit(cohort, "base", draws=600, tune=600, chains=2, seed=2)
     assert result.diagnostics.divergences == 0
     ds = result.summary()
@@ -137,7 +173,10 @@ def test_parameter_recovery_on_a_larger_cohort():
         for sev in ("nonsevere", "severe"):
             s = typical.sel(regimen=reg, severity=sev)
             true = truth.p_cr(reg, sev)
-            assert float(s.sel(stat="hdi_lower")) < true < float(s.sel(stat="hdi_upper")), (reg, sev)
+            assert float(s.sel(stat="hdi_lower")) < true < float(s.sel(stat="hdi_upper")), (
+                reg,
+                sev,
+            )
             assert abs(float(s.sel(stat="mean")) - true) < 0.08
     sev = result.posterior["posterior"]["severity_effect"].sel(severity="severe")
     assert abs(float(sev.mean()) - (-1.0)) < 0.3
@@ -156,13 +195,17 @@ def test_same_seed_same_draws_and_compiled_once(example):
     wide = quiet_fit(example, spec.with_overrides({"priors.site_sd.sigma": 2.0}), seed=7, **FAST)
     assert sxb.compile_count() == before  # prior values are data: no new compilation
     # identical draws (the creation timestamp attribute differs, so compare values)
-    xr.testing.assert_equal(a.posterior["posterior"].to_dataset(),
-                            b.posterior["posterior"].to_dataset())
-    assert not np.array_equal(a.posterior["posterior"]["regimen_logit"].values,
-                              c.posterior["posterior"]["regimen_logit"].values)
+    xr.testing.assert_equal(
+        a.posterior["posterior"].to_dataset(), b.posterior["posterior"].to_dataset()
+    )
+    assert not np.array_equal(
+        a.posterior["posterior"]["regimen_logit"].values,
+        c.posterior["posterior"]["regimen_logit"].values,
+    )
     # a wider site prior must actually reach the model
     assert float(wide.posterior["posterior"]["site_sd"].mean()) > float(
-        a.posterior["posterior"]["site_sd"].mean())
+        a.posterior["posterior"]["site_sd"].mean()
+    )
 
 
 def test_pymc_sampler_agrees_with_nutpie(example, base_fit):
@@ -192,12 +235,12 @@ def test_draws_do_not_depend_on_which_prior_compiled_the_model(example):
     from scleromx_bayes.fit import clear_compiled_cache
 
     spec = sxb.load_spec("base")
-    skeptical = spec.with_overrides({"priors.regimen_sd.sigma": 0.5,
-                                     "priors.intercept.mu": -1.0})
+    skeptical = spec.with_overrides({"priors.regimen_sd.sigma": 0.5, "priors.intercept.mu": -1.0})
     clear_compiled_cache()
     first = quiet_fit(example, skeptical, draws=100, tune=100, chains=2, seed=4)
     clear_compiled_cache()
     quiet_fit(example, spec, draws=100, tune=100, chains=2, seed=4)  # compiles with base values
     second = quiet_fit(example, skeptical, draws=100, tune=100, chains=2, seed=4)
-    xr.testing.assert_equal(first.posterior["posterior"].to_dataset(),
-                            second.posterior["posterior"].to_dataset())
+    xr.testing.assert_equal(
+        first.posterior["posterior"].to_dataset(), second.posterior["posterior"].to_dataset()
+    )

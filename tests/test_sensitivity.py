@@ -70,15 +70,18 @@ def test_default_grid_has_at_least_24_scenarios(example):
 
 def test_product_and_list_grids_from_toml(tmp_path):
     path = tmp_path / "g.toml"
-    path.write_text('name = "p"\ncombine = "product"\n[axes]\noutcome = ["cr", "orr"]\n'
-                    'site_sd = [0.5, 1, 2]\n')
+    path.write_text(
+        'name = "p"\ncombine = "product"\n[axes]\noutcome = ["cr", "orr"]\nsite_sd = [0.5, 1, 2]\n'
+    )
     grid = load_grid(path)
     assert len(grid.scenarios) == 6
     assert grid.scenarios[0].name == "baseline"
     assert grid.scenarios[-1].name == "outcome=orr,site_sd=2"
-    path.write_text('name = "l"\ncombine = "list"\ndraws = 500\n'
-                    '[[scenarios]]\nname = "worst case"\nne_policy = "failure"\noutcome = "orr"\n'
-                    '[[scenarios]]\nname = "no small sites"\nmin_site_patients = 4\n')
+    path.write_text(
+        'name = "l"\ncombine = "list"\ndraws = 500\n'
+        '[[scenarios]]\nname = "worst case"\nne_policy = "failure"\noutcome = "orr"\n'
+        '[[scenarios]]\nname = "no small sites"\nmin_site_patients = 4\n'
+    )
     grid = load_grid(path)
     assert [s.name for s in grid.scenarios] == ["worst case", "no small sites"]
     assert grid.draws == 500
@@ -88,19 +91,24 @@ def test_product_and_list_grids_from_toml(tmp_path):
     assert again.scenarios == grid.scenarios
 
 
-@pytest.mark.parametrize("text,message", [
-    ('[axes]\nprior = ["a"]\n', "unknown axis 'prior'"),
-    ('[axes]\nsite_sd = [0.5, -1]\n', "axis 'site_sd', value '-1': must be a number > 0"),
-    ('[axes]\nregimen_prior = ["baseline", "hopeful"]\n',
-     "axis 'regimen_prior', value 'hopeful': no such preset"),
-    ('[axes]\nmodel = ["base", "bespoke"]\n', "axis 'model', value 'bespoke'"),
-    ('[axes]\noutcome = ["cr", "pr"]\n', "axis 'outcome', value 'pr': must be 'cr' or 'orr'"),
-    ('[axes]\nmin_site_patients = [0, 2.5]\n', "axis 'min_site_patients', value '2.5'"),
-    ('combine = "list"\n', "combine = 'list' needs [[scenarios]]"),
-    ('combine = "zip"\n[axes]\noutcome = ["cr"]\n', "combine must be one of"),
-    ('colour = "red"\n[axes]\noutcome = ["cr"]\n', "unknown key(s) ['colour']"),
-    ('[axes]\noutcome = []\n', "axis 'outcome' has no values"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ('[axes]\nprior = ["a"]\n', "unknown axis 'prior'"),
+        ("[axes]\nsite_sd = [0.5, -1]\n", "axis 'site_sd', value '-1': must be a number > 0"),
+        (
+            '[axes]\nregimen_prior = ["baseline", "hopeful"]\n',
+            "axis 'regimen_prior', value 'hopeful': no such preset",
+        ),
+        ('[axes]\nmodel = ["base", "bespoke"]\n', "axis 'model', value 'bespoke'"),
+        ('[axes]\noutcome = ["cr", "pr"]\n', "axis 'outcome', value 'pr': must be 'cr' or 'orr'"),
+        ("[axes]\nmin_site_patients = [0, 2.5]\n", "axis 'min_site_patients', value '2.5'"),
+        ('combine = "list"\n', "combine = 'list' needs [[scenarios]]"),
+        ('combine = "zip"\n[axes]\noutcome = ["cr"]\n', "combine must be one of"),
+        ('colour = "red"\n[axes]\noutcome = ["cr"]\n', "unknown key(s) ['colour']"),
+        ("[axes]\noutcome = []\n", "axis 'outcome' has no values"),
+    ],
+)
 def test_invalid_grids_name_axis_and_value(tmp_path, text, message):
     path = tmp_path / "bad.toml"
     path.write_text(text)
@@ -159,25 +167,43 @@ def test_scenario_equals_standalone_fit(small_run, example):
         "regimen_prior=skeptical": (base.with_overrides({"priors.regimen_sd.sigma": 0.5}), None),
     }
     for name, (spec, outcome) in cases.items():
-        alone = quiet(sxb.fit, example, spec, outcome=outcome, draws=600, tune=400, chains=2,
-                      seed=4).summary()
+        alone = quiet(
+            sxb.fit, example, spec, outcome=outcome, draws=600, tune=400, chains=2, seed=4
+        ).summary()
         got = sens.sel(scenario=name)
         for var in ("p_cr_new_site", "risk_difference", "prob_better", "rank_probability"):
             assert list(got[var].dims) == list(alone[var].dims)
             np.testing.assert_array_equal(got.regimen.values, alone.regimen.values)
             # same compiled model, same data, same seed: the same draws, to the last digit
-            np.testing.assert_allclose(got[var].values, alone[var].values, rtol=1e-12,
-                                       equal_nan=True, err_msg=f"{name}: {var}")
+            np.testing.assert_allclose(
+                got[var].values,
+                alone[var].values,
+                rtol=1e-12,
+                equal_nan=True,
+                err_msg=f"{name}: {var}",
+            )
 
 
 def test_leave_one_site_out_equals_fit_without_that_site(example):
     """Zeroed cells (one compiled model) and a cohort without the site (another
     model) are the same posterior: compared within Monte-Carlo error."""
-    grid = Grid.from_list([{"name": "without D", "leave_out_site": "Centre D"}],
-                          draws=1500, tune=700, chains=2, seed=9)
+    grid = Grid.from_list(
+        [{"name": "without D", "leave_out_site": "Centre D"}],
+        draws=1500,
+        tune=700,
+        chains=2,
+        seed=9,
+    )
     masked = quiet(run_sensitivity, example, grid).sel(scenario="without D")
-    dropped = quiet(sxb.fit, example.without_sites(["Centre D"]), "base", draws=1500, tune=700,
-                    chains=2, seed=10).summary()
+    dropped = quiet(
+        sxb.fit,
+        example.without_sites(["Centre D"]),
+        "base",
+        draws=1500,
+        tune=700,
+        chains=2,
+        seed=10,
+    ).summary()
     assert set(dropped.regimen.values) == set(example.regimens)  # Centre D removes no regimen
     for var in ("p_cr_new_site", "p_cr_typical_site"):
         a = masked[var].sel(stat="mean")
@@ -221,8 +247,9 @@ def test_resume_after_an_interrupted_run(example, small_grid, tmp_path, monkeypa
         run_sensitivity(example, small_grid, store=store, resume=False)
 
 
-def test_a_failing_scenario_is_recorded_and_the_others_go_on(example, small_grid, tmp_path,
-                                                              monkeypatch):
+def test_a_failing_scenario_is_recorded_and_the_others_go_on(
+    example, small_grid, tmp_path, monkeypatch
+):
     real = sens_mod.fit_cells
 
     def broken_for_wide_site_prior(cells, spec, **kwargs):
@@ -235,7 +262,9 @@ def test_a_failing_scenario_is_recorded_and_the_others_go_on(example, small_grid
     sens = run_sensitivity(example, small_grid, store=store)
     status = sens["status"].to_series()
     assert status["site_sd=1.0"] == "error"
-    assert "FloatingPointError: sampler crashed" in sens["reason"].sel(scenario="site_sd=1.0").item()
+    assert (
+        "FloatingPointError: sampler crashed" in sens["reason"].sel(scenario="site_sd=1.0").item()
+    )
     assert (status.drop("site_sd=1.0") == "ok").all()
     assert bool(sens["p_cr_new_site"].sel(scenario="site_sd=1.0").isnull().all())
     assert list((store / "scenarios").glob("*.error.json"))  # the failure is on disk too
@@ -260,13 +289,17 @@ def test_failed_diagnostics_are_reported_not_hidden(example):
 def test_dask_executor_gives_the_same_numbers(example, small_grid, small_run):
     distributed = pytest.importorskip("dask.distributed")
     sub = Grid(name="two", scenarios=small_grid.scenarios[:2], **RUN)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         on_dask = run_sensitivity(example, sub, executor=client.get_executor())
     local, _ = small_run
-    xr.testing.assert_allclose(on_dask["p_cr_new_site"],
-                               local["p_cr_new_site"].isel(scenario=[0, 1]), rtol=1e-12)
+    xr.testing.assert_allclose(
+        on_dask["p_cr_new_site"], local["p_cr_new_site"].isel(scenario=[0, 1]), rtol=1e-12
+    )
     # each worker process compiles for itself (1 or 2 workers took work); all are counted
     assert on_dask.attrs["compilations"] in (1, 2)
     assert int(on_dask["compiled_now"].sum()) == on_dask.attrs["compilations"]
@@ -304,8 +337,18 @@ def test_conclusions_ranges_and_flips(small_run):
 
 
 def test_tipping_point_on_the_regimen_sd_scale(example):
-    tp = quiet(tipping_point, example, "DNS rescue", kind="scale", decision=0.7,
-               values=[2.0, 0.5, 0.1, 0.02], draws=600, tune=400, chains=2, seed=3)
+    tp = quiet(
+        tipping_point,
+        example,
+        "DNS rescue",
+        kind="scale",
+        decision=0.7,
+        values=[2.0, 0.5, 0.1, 0.02],
+        draws=600,
+        tune=400,
+        chains=2,
+        seed=3,
+    )
     p = tp["prob_better"].values
     assert p[0] > 0.7 > p[-1]  # wide prior: DNS rescue looks better; near-zero SD: no difference
     assert abs(p[-1] - 0.5) < 0.15
@@ -314,9 +357,19 @@ def test_tipping_point_on_the_regimen_sd_scale(example):
 
 
 def test_tipping_point_shift_under_no_pooling_is_monotone(example):
-    tp = quiet(tipping_point, example, "DNS rescue", kind="shift", spec="no_pooling",
-               decision=0.8, values=[0.0, -1.0, -2.0, -4.0], draws=600, tune=400, chains=2,
-               seed=3)
+    tp = quiet(
+        tipping_point,
+        example,
+        "DNS rescue",
+        kind="shift",
+        spec="no_pooling",
+        decision=0.8,
+        values=[0.0, -1.0, -2.0, -4.0],
+        draws=600,
+        tune=400,
+        chains=2,
+        seed=3,
+    )
     p = tp["prob_better"].values
     assert np.all(np.diff(p) < 0), p
     assert tp.attrs["monotone"] == 1

@@ -48,12 +48,18 @@ def test_overrides_do_not_touch_the_original():
     assert wide.prior("site_sd").params == {"sigma": 2.0}
     assert wide.site_effect is False
     assert base.prior("site_sd").params == {"sigma": 0.5} and base.site_effect is True
-    swapped = base.with_overrides({"priors.regimen_sd": {"dist": "HalfStudentT", "nu": 3, "sigma": 1}})
+    swapped = base.with_overrides(
+        {"priors.regimen_sd": {"dist": "HalfStudentT", "nu": 3, "sigma": 1}}
+    )
     assert swapped.prior("regimen_sd").dist == "HalfStudentT"
     assert swapped.structure_key() != base.structure_key()
-    assert wide.with_overrides({"priors.site_sd.sigma": 0.5}).structure_key() != base.structure_key()
+    assert (
+        wide.with_overrides({"priors.site_sd.sigma": 0.5}).structure_key() != base.structure_key()
+    )
     # prior values alone never change the structure
-    assert base.with_overrides({"priors.intercept.mu": -1.0}).structure_key() == base.structure_key()
+    assert (
+        base.with_overrides({"priors.intercept.mu": -1.0}).structure_key() == base.structure_key()
+    )
 
 
 def test_spec_is_immutable_and_hashable():
@@ -63,20 +69,38 @@ def test_spec_is_immutable_and_hashable():
     assert hash(spec) == hash(sxb.load_spec("base"))
 
 
-@pytest.mark.parametrize("change,message", [
-    ({"colour": "red"}, r"unknown key\(s\) \['colour'\]"),
-    ({"structure": {"regimen_pooling": "some"}}, "regimen_pooling must be one of"),
-    ({"structure": {"pooling": "none"}}, r"unknown key\(s\) in \[structure\]: \['pooling'\]"),
-    ({"structure": {"site_effect": "yes"}}, "site_effect must be true or false"),
-    ({"priors": {"site_sd": {"dist": "Uniform", "lower": 0, "upper": 1}}}, "distribution 'Uniform' is not allowed"),
-    ({"priors": {"site_sd": {"dist": "Normal", "mu": 0, "sigma": 1}}}, "is a standard deviation and needs a positive"),
-    ({"priors": {"intercept": {"dist": "HalfNormal", "sigma": 1}}}, "needs Normal or StudentT"),
-    ({"priors": {"intercept": {"dist": "Normal", "mu": 0, "sd": 1}}}, r"Normal has no parameter\(s\) \['sd'\]"),
-    ({"priors": {"intercept": {"dist": "Normal", "mu": 0}}}, r"Normal needs parameter\(s\) \['sigma'\]"),
-    ({"priors": {"intercept": {"dist": "Normal", "mu": 0, "sigma": -1}}}, "sigma must be > 0"),
-    ({"priors": {"intercept": {"dist": "Normal", "mu": "__import__('os')", "sigma": 1}}}, "must be a number"),
-    ({"priors": {"slope": {"dist": "Normal", "mu": 0, "sigma": 1}}}, "unknown prior 'slope'"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"colour": "red"}, r"unknown key\(s\) \['colour'\]"),
+        ({"structure": {"regimen_pooling": "some"}}, "regimen_pooling must be one of"),
+        ({"structure": {"pooling": "none"}}, r"unknown key\(s\) in \[structure\]: \['pooling'\]"),
+        ({"structure": {"site_effect": "yes"}}, "site_effect must be true or false"),
+        (
+            {"priors": {"site_sd": {"dist": "Uniform", "lower": 0, "upper": 1}}},
+            "distribution 'Uniform' is not allowed",
+        ),
+        (
+            {"priors": {"site_sd": {"dist": "Normal", "mu": 0, "sigma": 1}}},
+            "is a standard deviation and needs a positive",
+        ),
+        ({"priors": {"intercept": {"dist": "HalfNormal", "sigma": 1}}}, "needs Normal or StudentT"),
+        (
+            {"priors": {"intercept": {"dist": "Normal", "mu": 0, "sd": 1}}},
+            r"Normal has no parameter\(s\) \['sd'\]",
+        ),
+        (
+            {"priors": {"intercept": {"dist": "Normal", "mu": 0}}},
+            r"Normal needs parameter\(s\) \['sigma'\]",
+        ),
+        ({"priors": {"intercept": {"dist": "Normal", "mu": 0, "sigma": -1}}}, "sigma must be > 0"),
+        (
+            {"priors": {"intercept": {"dist": "Normal", "mu": "__import__('os')", "sigma": 1}}},
+            "must be a number",
+        ),
+        ({"priors": {"slope": {"dist": "Normal", "mu": 0, "sigma": 1}}}, "unknown prior 'slope'"),
+    ],
+)
 def test_invalid_specs(change, message):
     data = sxb.load_spec("base").to_dict()
     for key, value in change.items():

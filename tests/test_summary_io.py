@@ -40,7 +40,9 @@ def test_contrasts_against_reference(base_summary):
     # the mean risk difference is the difference of mean probabilities
     rd = ds.risk_difference.sel(regimen="DNS rescue", stat="mean")
     p = ds.p_cr_new_site.sel(stat="mean")
-    np.testing.assert_allclose(rd, p.sel(regimen="DNS rescue") - p.sel(regimen="HDIVig"), atol=1e-12)
+    np.testing.assert_allclose(
+        rd, p.sel(regimen="DNS rescue") - p.sel(regimen="HDIVig"), atol=1e-12
+    )
     assert bool((ds.odds_ratio.sel(regimen="DNS rescue") > 0).all())
 
 
@@ -83,8 +85,12 @@ def test_provenance_attrs(base_summary, example):
     assert a["synthetic"] == 1 and "SYNTHETIC" in a["note"]
     assert "pymc" in json.loads(a["versions"])
     assert a["outcome"] == "cr" and a["ne_policy"] == "exclude"
-    for key in ("diagnostics_max_rhat", "diagnostics_min_ess_bulk", "diagnostics_divergences",
-                "created"):
+    for key in (
+        "diagnostics_max_rhat",
+        "diagnostics_min_ess_bulk",
+        "diagnostics_divergences",
+        "created",
+    ):
         assert key in a
 
 
@@ -112,7 +118,9 @@ def test_failed_write_keeps_the_old_file(base_summary, tmp_path):
 def test_posterior_round_trip(base_fit, tmp_path):
     path = sxb.write_posterior(base_fit.posterior, tmp_path / "posterior.nc")
     back = sxb.read_posterior(path)
-    xr.testing.assert_equal(back["posterior"].to_dataset(), base_fit.posterior["posterior"].to_dataset())
+    xr.testing.assert_equal(
+        back["posterior"].to_dataset(), base_fit.posterior["posterior"].to_dataset()
+    )
     assert set(back.children) >= {"posterior", "sample_stats", "observed_data", "constant_data"}
 
 

@@ -20,8 +20,12 @@ from rich.table import Table
 from .cohort import Cohort, CohortError, OutcomeDefinition, read_data
 from .spec import ModelSpec, SpecError, load_spec
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Bayesian CR-probability models for small rare-disease cohorts.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Bayesian CR-probability models for small rare-disease cohorts.",
+)
 out = Console()
 err = Console(stderr=True)
 
@@ -87,8 +91,10 @@ def print_summary(ds, console: Console = out) -> None:
             s = p.sel(regimen=reg, severity=sev)
             better = float(ds["prob_better"].sel(regimen=reg, severity=sev))
             table.add_row(
-                str(reg), str(sev),
-                f"{int(n.sel(regimen=reg, severity=sev))} ({int(y.sel(regimen=reg, severity=sev))})",
+                str(reg),
+                str(sev),
+                f"{int(n.sel(regimen=reg, severity=sev))} "
+                f"({int(y.sel(regimen=reg, severity=sev))})",
                 f"{float(s.sel(stat='mean')):.2f} [{float(s.sel(stat='hdi_lower')):.2f}, "
                 f"{float(s.sel(stat='hdi_upper')):.2f}]",
                 "reference" if reg == ref else f"{better:.2f}",
@@ -98,20 +104,41 @@ def print_summary(ds, console: Console = out) -> None:
     if problems != "none":
         console.print(f"[bold yellow]sampling diagnostics:[/] {problems}")
     else:
-        console.print(f"diagnostics: R-hat <= {ds.attrs['diagnostics_max_rhat']:.3f}, "
-                      f"bulk ESS >= {ds.attrs['diagnostics_min_ess_bulk']:.0f}, no divergences")
+        console.print(
+            f"diagnostics: R-hat <= {ds.attrs['diagnostics_max_rhat']:.3f}, "
+            f"bulk ESS >= {ds.attrs['diagnostics_min_ess_bulk']:.0f}, no divergences"
+        )
 
 
-def _run_fit(cohort: Cohort, spec: ModelSpec, outcome: OutcomeDefinition, out_dir: Path, *,
-             draws: int, tune: int, chains: int, seed: int, sampler: str, fmt: str) -> None:
+def _run_fit(
+    cohort: Cohort,
+    spec: ModelSpec,
+    outcome: OutcomeDefinition,
+    out_dir: Path,
+    *,
+    draws: int,
+    tune: int,
+    chains: int,
+    seed: int,
+    sampler: str,
+    fmt: str,
+) -> None:
     from .fit import fit
     from .io import write_dataset, write_posterior
     from .plots import forest_plot
 
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")  # diagnostics are printed below, not as warnings
-        result = fit(cohort, spec, outcome=outcome, draws=draws, tune=tune, chains=chains,
-                     seed=seed, sampler=sampler)
+        result = fit(
+            cohort,
+            spec,
+            outcome=outcome,
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            seed=seed,
+            sampler=sampler,
+        )
     ds = result.summary()
     print_summary(ds)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -140,18 +167,33 @@ def _check_format(fmt: str) -> str:
 @app.command()
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("demo-output"),
-    draws: DrawsOpt = 1000, tune: TuneOpt = 1000, chains: ChainsOpt = 4, seed: SeedOpt = 1,
+    draws: DrawsOpt = 1000,
+    tune: TuneOpt = 1000,
+    chains: ChainsOpt = 4,
+    seed: SeedOpt = 1,
     fmt: FormatOpt = "netcdf",
 ) -> None:
     """Fit the embedded SYNTHETIC example cohort with the base model."""
     from .simulate import load_example
 
     cohort = load_example()
-    out.print(f"Example cohort ([bold yellow]SYNTHETIC[/]): {cohort.n_patients} patients, "
-              f"{cohort.n_episodes} episodes, {len(cohort.sites)} centres, "
-              f"{len(cohort.regimens)} regimens")
-    _run_fit(cohort, load_spec("base"), OutcomeDefinition(), _out_dir(out_dir), draws=draws,
-             tune=tune, chains=chains, seed=seed, sampler="nutpie", fmt=_check_format(fmt))
+    out.print(
+        f"Example cohort ([bold yellow]SYNTHETIC[/]): {cohort.n_patients} patients, "
+        f"{cohort.n_episodes} episodes, {len(cohort.sites)} centres, "
+        f"{len(cohort.regimens)} regimens"
+    )
+    _run_fit(
+        cohort,
+        load_spec("base"),
+        OutcomeDefinition(),
+        _out_dir(out_dir),
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        seed=seed,
+        sampler="nutpie",
+        fmt=_check_format(fmt),
+    )
 
 
 @app.command("fit")
@@ -159,10 +201,17 @@ def fit_command(
     data: Annotated[Path, typer.Argument(help="Episode or counts table (.csv, .parquet, .xlsx).")],
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")],
     model: Annotated[str, typer.Option(help="Shipped spec name or path to a .toml.")] = "base",
-    outcome: Annotated[Outcome, typer.Option(help="cr: complete response; orr: CR or PR.")] = Outcome.cr,
-    ne: Annotated[NEPolicy, typer.Option(help="What a not-evaluable episode becomes.")] = NEPolicy.exclude,
+    outcome: Annotated[
+        Outcome, typer.Option(help="cr: complete response; orr: CR or PR.")
+    ] = Outcome.cr,
+    ne: Annotated[
+        NEPolicy, typer.Option(help="What a not-evaluable episode becomes.")
+    ] = NEPolicy.exclude,
     kind: Annotated[Kind, typer.Option(help="Force the table kind.")] = Kind.auto,
-    draws: DrawsOpt = 1000, tune: TuneOpt = 1000, chains: ChainsOpt = 4, seed: SeedOpt = 1,
+    draws: DrawsOpt = 1000,
+    tune: TuneOpt = 1000,
+    chains: ChainsOpt = 4,
+    seed: SeedOpt = 1,
     sampler: Annotated[str, typer.Option(help="nutpie or pymc.")] = "nutpie",
     fmt: FormatOpt = "netcdf",
 ) -> None:
@@ -175,8 +224,18 @@ def fit_command(
     cohort = _load(data, kind)
     definition = OutcomeDefinition(outcome.value, ne=ne.value)
     cohort.cells(definition)  # raises here, before any output, if the outcome needs a column
-    _run_fit(cohort, spec, definition, out_dir, draws=draws, tune=tune, chains=chains,
-             seed=seed, sampler=sampler, fmt=fmt)
+    _run_fit(
+        cohort,
+        spec,
+        definition,
+        out_dir,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        seed=seed,
+        sampler=sampler,
+        fmt=fmt,
+    )
 
 
 @app.command()
@@ -185,17 +244,24 @@ def sensitivity(
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder (holds the store too).")],
     grid: Annotated[str, typer.Option(help="Shipped grid name or path to a .toml.")] = "default",
     workers: Annotated[int, typer.Option(min=1, help="Scenarios run in parallel (processes).")] = 1,
-    scheduler: Annotated[str | None, typer.Option(
-        help="Dask scheduler address (tcp://host:8786): run the scenarios on that cluster.")] = None,
-    resume: Annotated[bool, typer.Option(
-        "--resume", help="Reuse the finished scenarios already in --out's store.")] = False,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="Dask scheduler address (tcp://host:8786): run the scenarios on that cluster."
+        ),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option("--resume", help="Reuse the finished scenarios already in --out's store."),
+    ] = False,
     kind: Annotated[Kind, typer.Option(help="Force the table kind.")] = Kind.auto,
     draws: Annotated[int | None, typer.Option(min=50, help="Override the grid's draws.")] = None,
     tune: Annotated[int | None, typer.Option(min=50, help="Override the grid's warm-up.")] = None,
     chains: Annotated[int | None, typer.Option(min=1, help="Override the grid's chains.")] = None,
     seed: Annotated[int | None, typer.Option(help="Override the grid's seed.")] = None,
-    decision: Annotated[float, typer.Option(min=0.5, max=1.0,
-                                            help="Decision threshold on P(better).")] = 0.9,
+    decision: Annotated[
+        float, typer.Option(min=0.5, max=1.0, help="Decision threshold on P(better).")
+    ] = 0.9,
 ) -> None:
     """Run a sensitivity grid on DATA: one Dataset, a conclusions table, a forest plot.
 
@@ -222,15 +288,20 @@ def sensitivity(
         resolve(cohort, the_grid, scenario)
     store = out_dir / "store"
     if not resume and Store(store).finished():
-        raise BadInput(f"{store} already holds {Store(store).finished()} finished scenario(s): "
-                       "add --resume to reuse them, or choose another --out")
+        raise BadInput(
+            f"{store} already holds {Store(store).finished()} finished scenario(s): "
+            "add --resume to reuse them, or choose another --out"
+        )
     executor, closer = _executor(workers, scheduler)
     try:
-        sens = run_sensitivity(cohort, the_grid, executor=executor, store=store, resume=True,
-                               progress=True)
+        sens = run_sensitivity(
+            cohort, the_grid, executor=executor, store=store, resume=True, progress=True
+        )
     except KeyboardInterrupt:
-        err.print(f"interrupted: {Store(store).finished()} finished scenario(s) are kept in "
-                  f"{store}; run again with --resume to finish")
+        err.print(
+            f"interrupted: {Store(store).finished()} finished scenario(s) are kept in "
+            f"{store}; run again with --resume to finish"
+        )
         sys.exit(130)
     finally:
         closer()
@@ -279,27 +350,41 @@ def print_conclusions(sens, table, decision: float, console: Console = out) -> N
     """Print P(better) and the risk difference per contrast: baseline and range across
     scenarios, and whether the decision flips."""
     a = sens.attrs
-    title = (f"Sensitivity of regimen contrasts vs {a['reference_regimen']}: "
-             f"{a['n_ok']} of {a['n_scenarios']} scenarios usable, "
-             f"{a['compilations']} model(s) compiled")
+    title = (
+        f"Sensitivity of regimen contrasts vs {a['reference_regimen']}: "
+        f"{a['n_ok']} of {a['n_scenarios']} scenarios usable, "
+        f"{a['compilations']} model(s) compiled"
+    )
     if a.get("synthetic"):
         title += "  [bold yellow](SYNTHETIC DATA - not real patients)[/]"
     t = Table(title=title, title_justify="left")
-    for col in ("regimen", "severity", "P(better) baseline [range]", "RD baseline [range]",
-                f"P(better) > {decision:g} flips?"):
+    for col in (
+        "regimen",
+        "severity",
+        "P(better) baseline [range]",
+        "RD baseline [range]",
+        f"P(better) > {decision:g} flips?",
+    ):
         t.add_column(col, justify="left" if col in ("regimen", "severity") else "right")
     for row in table.itertuples(index=False):
         flips = "yes: " + row.flipping_scenarios if row.decision_flips else "no"
-        t.add_row(str(row.regimen), str(row.severity),
-                  f"{row.p_better_baseline:.2f} [{row.p_better_min:.2f}, {row.p_better_max:.2f}]",
-                  f"{row.rd_baseline:+.2f} [{row.rd_min:+.2f}, {row.rd_max:+.2f}]", flips)
+        t.add_row(
+            str(row.regimen),
+            str(row.severity),
+            f"{row.p_better_baseline:.2f} [{row.p_better_min:.2f}, {row.p_better_max:.2f}]",
+            f"{row.rd_baseline:+.2f} [{row.rd_min:+.2f}, {row.rd_max:+.2f}]",
+            flips,
+        )
     console.print(t)
     failed = sens["status"].values != "ok"
     if failed.any():
         console.print("[bold yellow]scenarios left out of the ranges[/] (reported, not hidden):")
-        for name, status, reason in zip(sens["scenario"].values[failed],
-                                        sens["status"].values[failed],
-                                        sens["reason"].values[failed], strict=True):
+        for name, status, reason in zip(
+            sens["scenario"].values[failed],
+            sens["status"].values[failed],
+            sens["reason"].values[failed],
+            strict=True,
+        ):
             console.print(f"  {name}: {status}: {reason}")
 
 
@@ -319,8 +404,10 @@ def validate(
     out.print(f"  regimens: {', '.join(cohort.regimens)}")
     out.print(f"  sites: {', '.join(cohort.sites)}")
     out.print(f"  severity (reference first): {', '.join(cohort.severities)}")
-    out.print(f"  {len(cells.frame)} regimen x site x severity cells; CR {cells.y.sum()}/{cells.n.sum()}"
-              " evaluable")
+    out.print(
+        f"  {len(cells.frame)} regimen x site x severity cells; CR {cells.y.sum()}/{cells.n.sum()}"
+        " evaluable"
+    )
 
 
 @app.command()

@@ -46,13 +46,31 @@ RESPONSE_CODES = ("CR", "PR", "NR", "NE")
 
 # Spellings clinicians use for the four response codes (compared case-folded).
 _RESPONSE_ALIASES = {
-    "cr": "CR", "complete": "CR", "complete response": "CR", "complete remission": "CR",
-    "pr": "PR", "partial": "PR", "partial response": "PR", "partial remission": "PR",
-    "nr": "NR", "no response": "NR", "none": "NR", "non-responder": "NR",
-    "failure": "NR", "sd": "NR", "pd": "NR",
-    "ne": "NE", "not evaluable": "NE", "non evaluable": "NE", "non-evaluable": "NE",
+    "cr": "CR",
+    "complete": "CR",
+    "complete response": "CR",
+    "complete remission": "CR",
+    "pr": "PR",
+    "partial": "PR",
+    "partial response": "PR",
+    "partial remission": "PR",
+    "nr": "NR",
+    "no response": "NR",
+    "none": "NR",
+    "non-responder": "NR",
+    "failure": "NR",
+    "sd": "NR",
+    "pd": "NR",
+    "ne": "NE",
+    "not evaluable": "NE",
+    "non evaluable": "NE",
+    "non-evaluable": "NE",
 }
-_SEVERITY_ALIASES = {"non-severe": "nonsevere", "non severe": "nonsevere", "not severe": "nonsevere"}
+_SEVERITY_ALIASES = {
+    "non-severe": "nonsevere",
+    "non severe": "nonsevere",
+    "not severe": "nonsevere",
+}
 # Least severe first: the first level is the reference of the severity effect.
 _KNOWN_SEVERITY_ORDERS = (("nonsevere", "severe"), ("mild", "moderate", "severe"))
 
@@ -113,7 +131,9 @@ class OutcomeDefinition:
         if self.response not in ("cr", "orr"):
             raise ValueError(f"outcome must be 'cr' or 'orr', not {self.response!r}")
         if self.ne not in ("exclude", "failure", "success"):
-            raise ValueError(f"NE policy must be 'exclude', 'failure' or 'success', not {self.ne!r}")
+            raise ValueError(
+                f"NE policy must be 'exclude', 'failure' or 'success', not {self.ne!r}"
+            )
 
     @property
     def label(self) -> str:
@@ -239,8 +259,15 @@ class Cohort:
         else:
             t = self.table
             if outcome.response == "orr" and "n_pr" not in t:
-                raise CohortError([Problem(self.source, "outcome 'orr' (CR+PR) needs an 'n_pr' column",
-                                           column="n_pr")])
+                raise CohortError(
+                    [
+                        Problem(
+                            self.source,
+                            "outcome 'orr' (CR+PR) needs an 'n_pr' column",
+                            column="n_pr",
+                        )
+                    ]
+                )
             y = t["n_cr"] + (t["n_pr"] if outcome.response == "orr" else 0)
             n_ne = t["n_ne"] if "n_ne" in t else 0
             if outcome.ne == "exclude":
@@ -256,9 +283,15 @@ class Cohort:
             "site": {v: i for i, v in enumerate(self.sites)},
             "severity": {v: i for i, v in enumerate(self.severities)},
         }
-        frame = frame.sort_values(keys, key=lambda col: col.map(order[col.name])).reset_index(drop=True)
-        frame = frame.astype({"regimen": str, "site": str, "severity": str, "n": np.int64, "y": np.int64})
-        return CellTable(frame[keys + ["n", "y"]], self.regimens, self.sites, self.severities, outcome)
+        frame = frame.sort_values(keys, key=lambda col: col.map(order[col.name])).reset_index(
+            drop=True
+        )
+        frame = frame.astype(
+            {"regimen": str, "site": str, "severity": str, "n": np.int64, "y": np.int64}
+        )
+        return CellTable(
+            frame[keys + ["n", "y"]], self.regimens, self.sites, self.severities, outcome
+        )
 
     def without_sites(self, sites: Sequence[str]) -> Cohort:
         """The cohort with every row of ``sites`` removed (levels recomputed)."""
@@ -274,11 +307,14 @@ class Cohort:
             raise CohortError([Problem(self.source, "no rows left after the subset")])
         present = {c: set(table[c]) for c in ("regimen", "site", "severity")}
         return Cohort(
-            table=table, kind=self.kind,
+            table=table,
+            kind=self.kind,
             regimens=tuple(v for v in self.regimens if v in present["regimen"]),
             sites=tuple(v for v in self.sites if v in present["site"]),
             severities=tuple(v for v in self.severities if v in present["severity"]),
-            source=self.source, synthetic=self.synthetic, extra_columns=self.extra_columns,
+            source=self.source,
+            synthetic=self.synthetic,
+            extra_columns=self.extra_columns,
         )
 
 
@@ -315,8 +351,14 @@ def _load_frame(data: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, str, int
                 n_comments += 1
             synthetic = any("synthetic" in ln.lower() for ln in lines[:n_comments])
             sep = "\t" if suffix == ".tsv" else ","
-            frame = pd.read_csv(io.StringIO(text), sep=sep, skiprows=n_comments, dtype=str,
-                                keep_default_na=False, skip_blank_lines=False)
+            frame = pd.read_csv(
+                io.StringIO(text),
+                sep=sep,
+                skiprows=n_comments,
+                dtype=str,
+                keep_default_na=False,
+                skip_blank_lines=False,
+            )
             return frame, source, n_comments + 1, synthetic
         if suffix == ".parquet":
             frame = pd.read_parquet(path)
@@ -325,12 +367,14 @@ def _load_frame(data: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, str, int
             return pd.read_excel(path, dtype=str, keep_default_na=False), source, 1, False
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
         raise CohortError([Problem(source, f"cannot be read: {exc}")]) from None
-    raise CohortError([Problem(source, f"unsupported file type '{suffix}' "
-                                       "(use .csv, .tsv, .parquet or .xlsx)")])
+    raise CohortError(
+        [Problem(source, f"unsupported file type '{suffix}' (use .csv, .tsv, .parquet or .xlsx)")]
+    )
 
 
-def _rename_columns(frame: pd.DataFrame, required: Sequence[str], optional: Sequence[str],
-                    source: str) -> pd.DataFrame:
+def _rename_columns(
+    frame: pd.DataFrame, required: Sequence[str], optional: Sequence[str], source: str
+) -> pd.DataFrame:
     rename = {c: _normalise_name(c) for c in frame.columns}
     frame = frame.rename(columns=rename)
     problems = []
@@ -356,16 +400,23 @@ def _row_numbers(frame: pd.DataFrame, header_row: int) -> pd.Series:
     return pd.Series(np.arange(len(frame)) + header_row + 1, index=frame.index)
 
 
-def _drop_empty_rows(frame: pd.DataFrame, rows: pd.Series, source: str,
-                     problems: list[Problem]) -> pd.DataFrame:
+def _drop_empty_rows(
+    frame: pd.DataFrame, rows: pd.Series, source: str, problems: list[Problem]
+) -> pd.DataFrame:
     blank = frame.apply(lambda col: col.map(_collapse).eq("")).all(axis=1)
     for i in frame.index[blank]:
         problems.append(Problem(source, "empty row", row=int(rows[i])))
     return frame[~blank]
 
 
-def _canonical_labels(frame: pd.DataFrame, column: str, aliases: Mapping[str, str] | None,
-                      rows: pd.Series, source: str, problems: list[Problem]) -> None:
+def _canonical_labels(
+    frame: pd.DataFrame,
+    column: str,
+    aliases: Mapping[str, str] | None,
+    rows: pd.Series,
+    source: str,
+    problems: list[Problem],
+) -> None:
     """Normalise whitespace and case of a label column in place; blank is an error."""
     alias = {k.casefold(): v for k, v in (aliases or {}).items()}
     spelled: dict[str, str] = {}
@@ -380,14 +431,23 @@ def _canonical_labels(frame: pd.DataFrame, column: str, aliases: Mapping[str, st
     frame[column] = values
 
 
-def _severity_levels(values: Sequence[str], order: Sequence[str] | None, source: str) -> tuple[str, ...]:
+def _severity_levels(
+    values: Sequence[str], order: Sequence[str] | None, source: str
+) -> tuple[str, ...]:
     present = list(dict.fromkeys(values))
     if order is not None:
         order = [_SEVERITY_ALIASES.get(o.strip().lower(), o.strip().lower()) for o in order]
         unknown = [v for v in present if v not in order]
         if unknown:
-            raise CohortError([Problem(source, f"severity {unknown[0]!r} is not in the given order "
-                                               f"{list(order)}", column="severity")])
+            raise CohortError(
+                [
+                    Problem(
+                        source,
+                        f"severity {unknown[0]!r} is not in the given order {list(order)}",
+                        column="severity",
+                    )
+                ]
+            )
         return tuple(o for o in order if o in present)
     for known in _KNOWN_SEVERITY_ORDERS:
         if set(present) <= set(known):
@@ -395,25 +455,45 @@ def _severity_levels(values: Sequence[str], order: Sequence[str] | None, source:
     return tuple(sorted(present))
 
 
-def _regimen_levels(values: Sequence[str], order: Sequence[str] | None, source: str) -> tuple[str, ...]:
+def _regimen_levels(
+    values: Sequence[str], order: Sequence[str] | None, source: str
+) -> tuple[str, ...]:
     present = list(dict.fromkeys(values))
     if order is None:
         return tuple(present)
     unknown = [v for v in present if v not in order]
     if unknown:
-        raise CohortError([Problem(source, f"regimen {unknown[0]!r} is not in the given order "
-                                           f"{list(order)}", column="regimen")])
+        raise CohortError(
+            [
+                Problem(
+                    source,
+                    f"regimen {unknown[0]!r} is not in the given order {list(order)}",
+                    column="regimen",
+                )
+            ]
+        )
     return tuple(o for o in order if o in present)
 
 
-def _check_duplicates(frame: pd.DataFrame, keys: list[str], rows: pd.Series, source: str,
-                      problems: list[Problem], what: str) -> None:
+def _check_duplicates(
+    frame: pd.DataFrame,
+    keys: list[str],
+    rows: pd.Series,
+    source: str,
+    problems: list[Problem],
+    what: str,
+) -> None:
     dup = frame.duplicated(subset=keys, keep=False)
     if dup.any():
         for _, group in frame[dup].groupby(keys, sort=False):
             nums = [int(rows[i]) for i in group.index]
-            problems.append(Problem(source, f"duplicated {what}: rows {', '.join(map(str, nums))} "
-                                            "are the same", row=nums[-1]))
+            problems.append(
+                Problem(
+                    source,
+                    f"duplicated {what}: rows {', '.join(map(str, nums))} are the same",
+                    row=nums[-1],
+                )
+            )
 
 
 def read_cohort(
@@ -465,8 +545,9 @@ def read_cohort(
         raise CohortError(problems or [Problem(source, "the table has no data rows")])
     frame = frame.copy()
     for col in ("patient_id", "site", "regimen", "severity"):
-        _canonical_labels(frame, col, regimen_aliases if col == "regimen" else None,
-                          rows, source, problems)
+        _canonical_labels(
+            frame, col, regimen_aliases if col == "regimen" else None, rows, source, problems
+        )
     frame["severity"] = [_SEVERITY_ALIASES.get(v.lower(), v.lower()) for v in frame["severity"]]
 
     codes = []
@@ -474,31 +555,48 @@ def read_cohort(
         v = _collapse(raw)
         code = _RESPONSE_ALIASES.get(v.casefold())
         if code is None:
-            msg = ("blank response (write NE if the episode was not evaluable)" if v == ""
-                   else f"unknown response code {v!r} (use CR, PR, NR or NE)")
+            msg = (
+                "blank response (write NE if the episode was not evaluable)"
+                if v == ""
+                else f"unknown response code {v!r} (use CR, PR, NR or NE)"
+            )
             problems.append(Problem(source, msg, row=int(rows[i]), column="response"))
         codes.append(code or "")
     frame["response"] = codes
 
     extra = tuple(c for c in frame.columns if c not in EPISODE_COLUMNS)
-    _check_duplicates(frame, list(frame.columns), rows, source, problems,
-                      "episode (add a 'line' column to tell repeated treatments apart)")
+    _check_duplicates(
+        frame,
+        list(frame.columns),
+        rows,
+        source,
+        problems,
+        "episode (add a 'line' column to tell repeated treatments apart)",
+    )
     sites_per_patient = frame[frame["patient_id"] != ""].groupby("patient_id")["site"].unique()
     for pid, sites in sites_per_patient.items():
         if len(sites) > 1:
             at = frame.index[(frame["patient_id"] == pid) & (frame["site"] == sites[1])][0]
-            problems.append(Problem(source, f"patient {pid!r} is recorded at two sites "
-                                            f"({sites[0]!r} and {sites[1]!r})",
-                                    row=int(rows[at]), column="site"))
+            problems.append(
+                Problem(
+                    source,
+                    f"patient {pid!r} is recorded at two sites ({sites[0]!r} and {sites[1]!r})",
+                    row=int(rows[at]),
+                    column="site",
+                )
+            )
     if problems:
         raise CohortError(problems)
     frame = frame.reset_index(drop=True)
     return Cohort(
-        table=frame, kind="episodes",
+        table=frame,
+        kind="episodes",
         regimens=_regimen_levels(frame["regimen"].tolist(), regimen_order, source),
         sites=tuple(sorted(set(frame["site"]))),
         severities=_severity_levels(frame["severity"].tolist(), severity_order, source),
-        source=source, synthetic=synthetic, extra_columns=extra,
+        source=source,
+        synthetic=synthetic,
+        extra_columns=extra,
     )
 
 
@@ -531,8 +629,9 @@ def read_counts(
         raise CohortError(problems or [Problem(source, "the table has no data rows")])
     frame = frame.copy()
     for col in ("site", "regimen", "severity"):
-        _canonical_labels(frame, col, regimen_aliases if col == "regimen" else None,
-                          rows, source, problems)
+        _canonical_labels(
+            frame, col, regimen_aliases if col == "regimen" else None, rows, source, problems
+        )
     frame["severity"] = [_SEVERITY_ALIASES.get(v.lower(), v.lower()) for v in frame["severity"]]
 
     count_cols = [c for c in ("n", "n_cr", *OPTIONAL_COUNT_COLUMNS) if c in frame.columns]
@@ -546,36 +645,65 @@ def read_counts(
             except (ValueError, OverflowError):
                 ok, x = False, 0.0
             if not ok:
-                why = "blank" if v == "" else ("negative" if v.startswith("-") else "not a whole number")
-                problems.append(Problem(source, f"count {v!r} is {why}; counts must be whole "
-                                                "numbers >= 0", row=int(rows[i]), column=col))
+                why = (
+                    "blank"
+                    if v == ""
+                    else ("negative" if v.startswith("-") else "not a whole number")
+                )
+                problems.append(
+                    Problem(
+                        source,
+                        f"count {v!r} is {why}; counts must be whole numbers >= 0",
+                        row=int(rows[i]),
+                        column=col,
+                    )
+                )
             values.append(int(x) if ok else 0)
         frame[col] = np.asarray(values, dtype=np.int64)
     if not problems:
         for i in frame.index:
             r = int(rows[i])
             if frame.at[i, "n_cr"] > frame.at[i, "n"]:
-                problems.append(Problem(source, f"n_cr ({frame.at[i, 'n_cr']}) is larger than n "
-                                                f"({frame.at[i, 'n']})", row=r, column="n_cr"))
+                problems.append(
+                    Problem(
+                        source,
+                        f"n_cr ({frame.at[i, 'n_cr']}) is larger than n ({frame.at[i, 'n']})",
+                        row=r,
+                        column="n_cr",
+                    )
+                )
             responders = frame.at[i, "n_cr"] + (frame.at[i, "n_pr"] if "n_pr" in frame else 0)
             if "n_pr" in frame and responders > frame.at[i, "n"]:
-                problems.append(Problem(source, f"n_cr + n_pr ({responders}) is larger than n",
-                                        row=r, column="n_pr"))
+                problems.append(
+                    Problem(
+                        source, f"n_cr + n_pr ({responders}) is larger than n", row=r, column="n_pr"
+                    )
+                )
             if "n_ne" in frame and responders + frame.at[i, "n_ne"] > frame.at[i, "n"]:
-                problems.append(Problem(source, "n_cr + n_pr + n_ne is larger than n",
-                                        row=r, column="n_ne"))
-    _check_duplicates(frame, ["site", "regimen", "severity"], rows, source, problems,
-                      "site x regimen x severity cell")
+                problems.append(
+                    Problem(source, "n_cr + n_pr + n_ne is larger than n", row=r, column="n_ne")
+                )
+    _check_duplicates(
+        frame,
+        ["site", "regimen", "severity"],
+        rows,
+        source,
+        problems,
+        "site x regimen x severity cell",
+    )
     if problems:
         raise CohortError(problems)
     frame = frame.reset_index(drop=True)
     extra = tuple(c for c in frame.columns if c not in COUNT_COLUMNS + OPTIONAL_COUNT_COLUMNS)
     return Cohort(
-        table=frame, kind="counts",
+        table=frame,
+        kind="counts",
         regimens=_regimen_levels(frame["regimen"].tolist(), regimen_order, source),
         sites=tuple(sorted(set(frame["site"]))),
         severities=_severity_levels(frame["severity"].tolist(), severity_order, source),
-        source=source, synthetic=synthetic, extra_columns=extra,
+        source=source,
+        synthetic=synthetic,
+        extra_columns=extra,
     )
 
 

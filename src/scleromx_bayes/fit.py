@@ -55,8 +55,16 @@ def _layout_key(cells: CellTable, spec: ModelSpec) -> tuple:
     eff = effective_structure(spec, cells)
     cell_keys = tuple(map(tuple, cells.frame[["regimen", "site", "severity"]].to_numpy()))
     dists = tuple(spec.prior(p).dist for p in eff["priors"])
-    return (eff["regimen_pooling"], eff["site_effect"], eff["severity_effect"], dists,
-            cells.regimens, cells.sites, cells.severities, cell_keys)
+    return (
+        eff["regimen_pooling"],
+        eff["site_effect"],
+        eff["severity_effect"],
+        dists,
+        cells.regimens,
+        cells.sites,
+        cells.severities,
+        cell_keys,
+    )
 
 
 def compiled_for(cells: CellTable, spec: ModelSpec) -> tuple[object, bool]:
@@ -113,8 +121,13 @@ class Diagnostics:
         }
 
 
-def diagnose(tree: xr.DataTree, var_names: Sequence[str], *, rhat_max: float = RHAT_MAX,
-             ess_min: float = ESS_MIN) -> Diagnostics:
+def diagnose(
+    tree: xr.DataTree,
+    var_names: Sequence[str],
+    *,
+    rhat_max: float = RHAT_MAX,
+    ess_min: float = ESS_MIN,
+) -> Diagnostics:
     """R-hat (rank-normalised), bulk and tail ESS over ``var_names``, and divergences."""
     post = tree["posterior"].to_dataset()[list(var_names)]
     with warnings.catch_warnings():
@@ -178,8 +191,12 @@ class Fit:
     def synthetic(self) -> bool:
         return bool(self.data.get("synthetic", False))
 
-    def summary(self, hdi_prob: float = 0.95, thresholds: Sequence[float] = (0.25, 0.5),
-                reference: str | None = None) -> xr.Dataset:
+    def summary(
+        self,
+        hdi_prob: float = 0.95,
+        thresholds: Sequence[float] = (0.25, 0.5),
+        reference: str | None = None,
+    ) -> xr.Dataset:
         """Posterior summary as an ``xarray.Dataset``; see :func:`summarise`."""
         from .summary import summarise
 
@@ -208,36 +225,76 @@ def _shift_vector(cells: CellTable, shift: Mapping[str, float] | None) -> np.nda
     return np.array([float(shift.get(r, 0.0)) for r in cells.regimens])
 
 
-def _sample_nutpie(cells: CellTable, spec: ModelSpec, *, draws: int, tune: int, chains: int,
-                   seed: int, cores: int | None, progress: bool, target_accept: float,
-                   shift: np.ndarray) -> tuple[xr.DataTree, dict]:
+def _sample_nutpie(
+    cells: CellTable,
+    spec: ModelSpec,
+    *,
+    draws: int,
+    tune: int,
+    chains: int,
+    seed: int,
+    cores: int | None,
+    progress: bool,
+    target_accept: float,
+    shift: np.ndarray,
+) -> tuple[xr.DataTree, dict]:
     import nutpie
 
     t0 = time.perf_counter()
     compiled, fresh = compiled_for(cells, spec)
     t1 = time.perf_counter()
-    values = {"n_evaluable": cells.n, "n_responders": cells.y, "regimen_prior_shift": shift,
-              **hyperparameter_values(spec, cells)}
+    values = {
+        "n_evaluable": cells.n,
+        "n_responders": cells.y,
+        "regimen_prior_shift": shift,
+        **hyperparameter_values(spec, cells),
+    }
     compiled = compiled.with_data(**values)
-    tree = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed,
-                         cores=cores or min(chains, os.cpu_count() or 1), save_warmup=False,
-                         progress_bar=progress, target_accept=target_accept)
+    tree = nutpie.sample(
+        compiled,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        seed=seed,
+        cores=cores or min(chains, os.cpu_count() or 1),
+        save_warmup=False,
+        progress_bar=progress,
+        target_accept=target_accept,
+    )
     timing = {"compiled_now": fresh, "compile_s": t1 - t0, "sample_s": time.perf_counter() - t1}
     return tree, timing
 
 
-def _sample_pymc(cells: CellTable, spec: ModelSpec, *, draws: int, tune: int, chains: int,
-                 seed: int, cores: int | None, progress: bool, target_accept: float,
-                 shift: np.ndarray) -> tuple[xr.DataTree, dict]:
+def _sample_pymc(
+    cells: CellTable,
+    spec: ModelSpec,
+    *,
+    draws: int,
+    tune: int,
+    chains: int,
+    seed: int,
+    cores: int | None,
+    progress: bool,
+    target_accept: float,
+    shift: np.ndarray,
+) -> tuple[xr.DataTree, dict]:
     import pymc as pm
 
     t0 = time.perf_counter()
     model = build_model(cells, spec)
     with model:
         pm.set_data({"regimen_prior_shift": shift})
-        tree = pm.sample(draws=draws, tune=tune, chains=chains, random_seed=seed,
-                         cores=cores or 1, progressbar=progress, nuts_sampler="pymc",
-                         compute_convergence_checks=False, target_accept=target_accept)
+        tree = pm.sample(
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            random_seed=seed,
+            cores=cores or 1,
+            progressbar=progress,
+            nuts_sampler="pymc",
+            compute_convergence_checks=False,
+            target_accept=target_accept,
+        )
     # pm.sample compiles inside; its compile time is not separable here
     timing = {"compiled_now": True, "compile_s": float("nan"), "sample_s": time.perf_counter() - t0}
     return tree, timing
@@ -269,8 +326,16 @@ def fit_cells(
     if cells.n.sum() == 0:
         raise ValueError("no evaluable episodes: every cell has n = 0")
     shift = _shift_vector(cells, regimen_prior_shift)
-    kwargs = {"draws": draws, "tune": tune, "chains": chains, "seed": seed, "cores": cores,
-              "progress": progress, "target_accept": target_accept, "shift": shift}
+    kwargs = {
+        "draws": draws,
+        "tune": tune,
+        "chains": chains,
+        "seed": seed,
+        "cores": cores,
+        "progress": progress,
+        "target_accept": target_accept,
+        "shift": shift,
+    }
     if sampler == "nutpie":
         tree, timing = _sample_nutpie(cells, spec, **kwargs)
     elif sampler == "pymc":
@@ -287,20 +352,41 @@ def fit_cells(
     if text:
         tree["sample_stats"] = xr.DataTree(stats.drop_vars(text))
 
-    free = [v for v in tree["posterior"].data_vars
-            if v in ("regimen_logit", "intercept", "regimen_sd", "severity_effect",
-                     "site_effect", "site_sd")]
+    free = [
+        v
+        for v in tree["posterior"].data_vars
+        if v
+        in ("regimen_logit", "intercept", "regimen_sd", "severity_effect", "site_effect", "site_sd")
+    ]
     diagnostics = diagnose(tree, free, rhat_max=rhat_max, ess_min=ess_min)
     if warn and not diagnostics.ok:
-        warnings.warn("sampling diagnostics: " + "; ".join(diagnostics.problems)
-                      + " -- treat these estimates with care", RuntimeWarning, stacklevel=2)
-    settings = {"sampler": sampler, "draws": draws, "tune": tune, "chains": chains,
-                "target_accept": target_accept,
-                "regimen_prior_shift": {r: float(v) for r, v in zip(cells.regimens, shift,
-                                                                    strict=True) if v},
-                **timing}
-    return Fit(posterior=tree, spec=spec, cells=cells, data=dict(data_info or {}),
-               sampler=settings, seed=seed, diagnostics=diagnostics)
+        warnings.warn(
+            "sampling diagnostics: "
+            + "; ".join(diagnostics.problems)
+            + " -- treat these estimates with care",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    settings = {
+        "sampler": sampler,
+        "draws": draws,
+        "tune": tune,
+        "chains": chains,
+        "target_accept": target_accept,
+        "regimen_prior_shift": {
+            r: float(v) for r, v in zip(cells.regimens, shift, strict=True) if v
+        },
+        **timing,
+    }
+    return Fit(
+        posterior=tree,
+        spec=spec,
+        cells=cells,
+        data=dict(data_info or {}),
+        sampler=settings,
+        seed=seed,
+        diagnostics=diagnostics,
+    )
 
 
 def fit(
@@ -353,9 +439,21 @@ def fit(
     outcome = outcome or OutcomeDefinition()
     cells = cohort.cells(outcome)
     info = data_info(cohort, outcome)
-    return fit_cells(cells, spec, data_info=info, draws=draws, tune=tune, chains=chains,
-                     seed=seed, sampler=sampler, cores=cores, progress=progress,
-                     rhat_max=rhat_max, ess_min=ess_min, target_accept=target_accept)
+    return fit_cells(
+        cells,
+        spec,
+        data_info=info,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        seed=seed,
+        sampler=sampler,
+        cores=cores,
+        progress=progress,
+        rhat_max=rhat_max,
+        ess_min=ess_min,
+        target_accept=target_accept,
+    )
 
 
 def data_info(cohort: Cohort, outcome: OutcomeDefinition) -> dict:

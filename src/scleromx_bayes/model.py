@@ -8,8 +8,9 @@ responders::
 
 ``regimen_logit`` is pooled as the spec says (none / partial / complete);
 random effects are non-centred. ``regimen_prior_shift`` (data, zero by default)
-moves a regimen's prior log-odds, e.g. against it in a tipping-point analysis. Every prior hyper-parameter and both count
-vectors are ``pm.Data``, so one compiled model serves every prior variant and
+moves a regimen's prior log-odds, e.g. against it in a tipping-point analysis.
+Every prior hyper-parameter and both count vectors are ``pm.Data``, so one
+compiled model serves every prior variant and
 every data subset of the same shape (a left-out site is a block of ``n = 0``
 cells, which add nothing to the likelihood).
 """
@@ -53,8 +54,12 @@ def effective_structure(spec: ModelSpec, cells: CellTable) -> dict:
         priors.append("site_sd")
     if severity:
         priors.append("severity_effect")
-    return {"regimen_pooling": pooling, "site_effect": site, "severity_effect": severity,
-            "priors": tuple(priors)}
+    return {
+        "regimen_pooling": pooling,
+        "site_effect": site,
+        "severity_effect": severity,
+        "priors": tuple(priors),
+    }
 
 
 def _prior_rv(rv_name: str, prior_name: str, prior: Prior, **kwargs) -> pt.TensorVariable:
@@ -102,26 +107,32 @@ def build_model(cells: CellTable, spec: ModelSpec) -> pm.Model:
         shift = pm.Data("regimen_prior_shift", np.zeros(len(cells.regimens)), dims="regimen")
         pooling = eff["regimen_pooling"]
         if pooling == "none":
-            own = _prior_rv("regimen_own_logit", "intercept", spec.prior("intercept"),
-                            dims="regimen")
+            own = _prior_rv(
+                "regimen_own_logit", "intercept", spec.prior("intercept"), dims="regimen"
+            )
             regimen_logit = pm.Deterministic("regimen_logit", own + shift, dims="regimen")
         else:
             intercept = _prior_rv("intercept", "intercept", spec.prior("intercept"))
             if pooling == "partial":
                 regimen_sd = _prior_rv("regimen_sd", "regimen_sd", spec.prior("regimen_sd"))
                 z = pm.Normal("regimen_z", 0.0, 1.0, dims="regimen")
-                regimen_logit = pm.Deterministic("regimen_logit", intercept + shift + regimen_sd * z,
-                                                 dims="regimen")
+                regimen_logit = pm.Deterministic(
+                    "regimen_logit", intercept + shift + regimen_sd * z, dims="regimen"
+                )
             else:
-                regimen_logit = pm.Deterministic("regimen_logit", intercept + shift,
-                                                 dims="regimen")
+                regimen_logit = pm.Deterministic("regimen_logit", intercept + shift, dims="regimen")
         eta = regimen_logit[r_idx]
 
         if eff["severity_effect"]:
-            severity_shift = _prior_rv("severity_shift", "severity_effect",
-                                       spec.prior("severity_effect"), dims="severity_vs_reference")
+            severity_shift = _prior_rv(
+                "severity_shift",
+                "severity_effect",
+                spec.prior("severity_effect"),
+                dims="severity_vs_reference",
+            )
             severity_effect = pm.Deterministic(
-                "severity_effect", pt.concatenate([pt.zeros(1), severity_shift]), dims="severity")
+                "severity_effect", pt.concatenate([pt.zeros(1), severity_shift]), dims="severity"
+            )
             eta = eta + severity_effect[k_idx]
 
         if eff["site_effect"]:

@@ -16,8 +16,7 @@ from .summary import SYNTHETIC_NOTE  # noqa: E402
 __all__ = ["forest_plot", "sensitivity_forest"]
 
 
-def forest_plot(summary: xr.Dataset, path: str | Path, *,
-                variable: str = "p_cr_new_site") -> Path:
+def forest_plot(summary: xr.Dataset, path: str | Path, *, variable: str = "p_cr_new_site") -> Path:
     """Forest plot of CR probability (mean and HDI) by regimen, one panel per severity.
 
     Examples
@@ -27,16 +26,25 @@ def forest_plot(summary: xr.Dataset, path: str | Path, *,
     da = summary[variable]
     severities = list(da["severity"].values)
     regimens = list(da["regimen"].values)
-    fig, axes = plt.subplots(1, len(severities), figsize=(4.2 * len(severities), 0.5 * len(regimens) + 1.8),
-                             sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1,
+        len(severities),
+        figsize=(4.2 * len(severities), 0.5 * len(regimens) + 1.8),
+        sharey=True,
+        squeeze=False,
+    )
     prob = summary.attrs.get("hdi_prob", 0.95)
     for ax, sev in zip(axes[0], severities, strict=True):
         d = da.sel(severity=sev)
         ypos = range(len(regimens))[::-1]
         for y, reg in zip(ypos, regimens, strict=True):
             s = d.sel(regimen=reg)
-            ax.plot([float(s.sel(stat="hdi_lower")), float(s.sel(stat="hdi_upper"))], [y, y],
-                    color="tab:blue", lw=2)
+            ax.plot(
+                [float(s.sel(stat="hdi_lower")), float(s.sel(stat="hdi_upper"))],
+                [y, y],
+                color="tab:blue",
+                lw=2,
+            )
             ax.plot(float(s.sel(stat="mean")), y, "o", color="tab:blue")
         ax.set_yticks(list(ypos), regimens)
         ax.set_xlim(0, 1)
@@ -55,8 +63,13 @@ def forest_plot(summary: xr.Dataset, path: str | Path, *,
     return path
 
 
-def sensitivity_forest(sens: xr.Dataset, path: str | Path, *, severity: str | None = None,
-                       variable: str = "risk_difference") -> Path:
+def sensitivity_forest(
+    sens: xr.Dataset,
+    path: str | Path,
+    *,
+    severity: str | None = None,
+    variable: str = "risk_difference",
+) -> Path:
     """Forest plot of a contrast (or CR probability) in every scenario: one panel per
     regimen, one row per scenario; the baseline in black, failed scenarios hollow.
 
@@ -66,12 +79,19 @@ def sensitivity_forest(sens: xr.Dataset, path: str | Path, *, severity: str | No
     """
     severity = severity or str(sens["severity"].values[0])
     ref = sens.attrs.get("reference_regimen")
-    regimens = [r for r in sens["regimen"].values
-                if not (variable in ("risk_difference", "odds_ratio") and r == ref)]
+    regimens = [
+        r
+        for r in sens["regimen"].values
+        if not (variable in ("risk_difference", "odds_ratio") and r == ref)
+    ]
     scenarios = list(sens["scenario"].values)
-    fig, axes = plt.subplots(1, len(regimens), figsize=(2.6 * len(regimens) + 2.5,
-                                                        0.28 * len(scenarios) + 1.8),
-                             sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1,
+        len(regimens),
+        figsize=(2.6 * len(regimens) + 2.5, 0.28 * len(scenarios) + 1.8),
+        sharey=True,
+        squeeze=False,
+    )
     ok = (sens["status"] == "ok").values
     ypos = list(range(len(scenarios)))[::-1]
     for ax, reg in zip(axes[0], regimens, strict=True):
@@ -79,17 +99,25 @@ def sensitivity_forest(sens: xr.Dataset, path: str | Path, *, severity: str | No
         for y, scen, good in zip(ypos, scenarios, ok, strict=True):
             s = d.sel(scenario=scen)
             colour = "black" if scen == "baseline" else "tab:blue"
-            ax.plot([float(s.sel(stat="hdi_lower")), float(s.sel(stat="hdi_upper"))], [y, y],
-                    color=colour, lw=1.5, alpha=1.0 if good else 0.4)
-            ax.plot(float(s.sel(stat="mean")), y, "o", color=colour,
-                    mfc=colour if good else "white")
+            ax.plot(
+                [float(s.sel(stat="hdi_lower")), float(s.sel(stat="hdi_upper"))],
+                [y, y],
+                color=colour,
+                lw=1.5,
+                alpha=1.0 if good else 0.4,
+            )
+            ax.plot(
+                float(s.sel(stat="mean")), y, "o", color=colour, mfc=colour if good else "white"
+            )
         if variable == "risk_difference":
             ax.axvline(0, color="grey", lw=0.7, ls="--")
         ax.set_title(str(reg), fontsize=9)
         ax.tick_params(axis="x", labelsize=8)
     axes[0][0].set_yticks(ypos, scenarios, fontsize=8)
-    label = {"risk_difference": f"risk difference vs {ref}",
-             "p_cr_new_site": "CR probability at a new centre"}.get(variable, variable)
+    label = {
+        "risk_difference": f"risk difference vs {ref}",
+        "p_cr_new_site": "CR probability at a new centre",
+    }.get(variable, variable)
     title = f"Sensitivity: {label} ({severity}); hollow = failed diagnostics"
     if sens.attrs.get("synthetic"):
         title += f"\n{SYNTHETIC_NOTE}"

@@ -52,8 +52,18 @@ from .spec import ModelSpec, SpecError, load_spec, models_dir
 from .summary import SYNTHETIC_NOTE, _versions, choose_reference, summarise
 
 __all__ = [
-    "AXES", "Grid", "GridError", "Scenario", "ScenarioInputs", "conclusions", "load_grid",
-    "power_scaling", "rank_stability", "resolve", "run_sensitivity", "tipping_point",
+    "AXES",
+    "Grid",
+    "GridError",
+    "Scenario",
+    "ScenarioInputs",
+    "conclusions",
+    "load_grid",
+    "power_scaling",
+    "rank_stability",
+    "resolve",
+    "run_sensitivity",
+    "tipping_point",
 ]
 
 
@@ -70,8 +80,10 @@ REGIMEN_PRIOR_PRESETS: dict[str, dict[str, Any]] = {
     # P(regimen SD > 2) ~ 32%: large differences between regimens are plausible
     "enthusiastic": {"priors.regimen_sd": {"dist": "HalfNormal", "sigma": 2.0}},
     # heavy-tailed SD, wide intercept: little prior information
-    "vague": {"priors.regimen_sd": {"dist": "HalfCauchy", "beta": 2.5},
-              "priors.intercept": {"dist": "Normal", "mu": 0.0, "sigma": 2.5}},
+    "vague": {
+        "priors.regimen_sd": {"dist": "HalfCauchy", "beta": 2.5},
+        "priors.intercept": {"dist": "Normal", "mu": 0.0, "sigma": 2.5},
+    },
 }
 
 AXES: dict[str, str] = {
@@ -86,9 +98,16 @@ AXES: dict[str, str] = {
     "drop_regimen": "none or a regimen",
     "min_site_patients": "whole number >= 0",
 }
-BASELINE_VALUES = {"regimen_prior": "baseline", "outcome": "cr", "ne_policy": "exclude",
-                   "severity_adjustment": "adjusted", "site_effect": "random",
-                   "leave_out_site": "none", "drop_regimen": "none", "min_site_patients": "0"}
+BASELINE_VALUES = {
+    "regimen_prior": "baseline",
+    "outcome": "cr",
+    "ne_policy": "exclude",
+    "severity_adjustment": "adjusted",
+    "site_effect": "random",
+    "leave_out_site": "none",
+    "drop_regimen": "none",
+    "min_site_patients": "0",
+}
 COMBINE = ("product", "one_at_a_time", "list")
 RUN_KEYS = ("seed", "draws", "tune", "chains", "rhat_max", "ess_min")
 
@@ -158,8 +177,7 @@ class Grid:
         return cls(name=name, scenarios=tuple(scenarios), **kw)
 
     @classmethod
-    def one_at_a_time(cls, axes: Mapping[str, Sequence[Any]], *, name: str = "grid",
-                      **kw) -> Grid:
+    def one_at_a_time(cls, axes: Mapping[str, Sequence[Any]], *, name: str = "grid", **kw) -> Grid:
         """The baseline (first value of every axis), then each other value of each
         axis with the rest at baseline."""
         axes = _normalise_axes(axes)
@@ -172,8 +190,7 @@ class Grid:
         return cls(name=name, scenarios=tuple(scenarios), **kw)
 
     @classmethod
-    def from_list(cls, scenarios: Sequence[Mapping[str, Any]], *, name: str = "grid",
-                  **kw) -> Grid:
+    def from_list(cls, scenarios: Sequence[Mapping[str, Any]], *, name: str = "grid", **kw) -> Grid:
         """An explicit list: each item has a ``name`` and some axis values."""
         out = []
         for i, item in enumerate(scenarios):
@@ -198,7 +215,9 @@ class Grid:
         for s in self.scenarios:
             if s.get("leave_out_site") == "each":
                 for site in cohort.sites:
-                    settings = tuple((a, site if a == "leave_out_site" else v) for a, v in s.settings)
+                    settings = tuple(
+                        (a, site if a == "leave_out_site" else v) for a, v in s.settings
+                    )
                     label = s.name.replace("leave_out_site=each", f"leave_out_site={site}")
                     if label == s.name:
                         label = f"{s.name},leave_out_site={site}"
@@ -209,9 +228,13 @@ class Grid:
 
     def to_dict(self) -> dict[str, Any]:
         custom = {k: v for k, v in self.presets.items() if REGIMEN_PRIOR_PRESETS.get(k) != v}
-        out: dict[str, Any] = {"name": self.name, "description": self.description,
-                               "model": self.model, "combine": "list",
-                               **{k: getattr(self, k) for k in RUN_KEYS}}
+        out: dict[str, Any] = {
+            "name": self.name,
+            "description": self.description,
+            "model": self.model,
+            "combine": "list",
+            **{k: getattr(self, k) for k in RUN_KEYS},
+        }
         if custom:
             out["presets"] = {"regimen_prior": custom}
         out["scenarios"] = [{"name": s.name, **dict(s.settings)} for s in self.scenarios]
@@ -304,8 +327,7 @@ def load_grid(name_or_path: str | Path) -> Grid:
 def grid_from_dict(data: Mapping[str, Any], *, source: str = "<dict>") -> Grid:
     """Validate a grid given as a dict (the TOML layout)."""
     data = dict(data)
-    allowed = {"name", "description", "model", "combine", "axes", "scenarios", "presets",
-               *RUN_KEYS}
+    allowed = {"name", "description", "model", "combine", "axes", "scenarios", "presets", *RUN_KEYS}
     unknown = set(data) - allowed
     if unknown:
         raise GridError(f"{source}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
@@ -315,7 +337,9 @@ def grid_from_dict(data: Mapping[str, Any], *, source: str = "<dict>") -> Grid:
     presets = data.pop("presets", {})
     bad = set(presets) - {"regimen_prior"}
     if bad:
-        raise GridError(f"{source}: presets can be given for 'regimen_prior' only, not {sorted(bad)}")
+        raise GridError(
+            f"{source}: presets can be given for 'regimen_prior' only, not {sorted(bad)}"
+        )
     kw = {k: data.pop(k) for k in list(data) if k in (*RUN_KEYS, "description", "model")}
     kw["presets"] = presets.get("regimen_prior", {})
     name = data.pop("name", Path(source).stem)
@@ -352,9 +376,12 @@ class ScenarioInputs:
     def key(self, fingerprint: str, grid: Grid, summary_args: Mapping[str, Any]) -> str:
         """A content hash: the same inputs give the same store entry."""
         payload = {
-            "spec": self.spec.to_toml(), "outcome": self.outcome.label,
-            "excluded_sites": self.excluded_sites, "excluded_regimens": self.excluded_regimens,
-            "fingerprint": fingerprint, "run": {k: getattr(grid, k) for k in RUN_KEYS},
+            "spec": self.spec.to_toml(),
+            "outcome": self.outcome.label,
+            "excluded_sites": self.excluded_sites,
+            "excluded_regimens": self.excluded_regimens,
+            "fingerprint": fingerprint,
+            "run": {k: getattr(grid, k) for k in RUN_KEYS},
             "summary": dict(summary_args),
         }
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode())
@@ -372,7 +399,9 @@ def resolve(cohort: Cohort, grid: Grid, scenario: Scenario) -> ScenarioInputs:
         overrides["structure.severity_effect"] = False
     if get("site_effect") == "none":
         overrides["structure.site_effect"] = False
-    spec = spec.with_overrides(overrides, name=f"{spec.name}:{scenario.name}") if overrides else spec
+    spec = (
+        spec.with_overrides(overrides, name=f"{spec.name}:{scenario.name}") if overrides else spec
+    )
     outcome = OutcomeDefinition(get("outcome"), ne=get("ne_policy"))
     cells = cohort.cells(outcome)
 
@@ -380,8 +409,10 @@ def resolve(cohort: Cohort, grid: Grid, scenario: Scenario) -> ScenarioInputs:
     site = get("leave_out_site")
     if site != "none":
         if site not in cohort.sites:
-            raise GridError(f"axis 'leave_out_site', value {site!r}: not a site in the data "
-                            f"({', '.join(cohort.sites)})")
+            raise GridError(
+                f"axis 'leave_out_site', value {site!r}: not a site in the data "
+                f"({', '.join(cohort.sites)})"
+            )
         excluded_sites.append(site)
     k = int(get("min_site_patients"))
     if k > 0:
@@ -391,13 +422,18 @@ def resolve(cohort: Cohort, grid: Grid, scenario: Scenario) -> ScenarioInputs:
     regimen = get("drop_regimen")
     if regimen != "none":
         if regimen not in cohort.regimens:
-            raise GridError(f"axis 'drop_regimen', value {regimen!r}: not a regimen in the data "
-                            f"({', '.join(cohort.regimens)})")
+            raise GridError(
+                f"axis 'drop_regimen', value {regimen!r}: not a regimen in the data "
+                f"({', '.join(cohort.regimens)})"
+            )
         excluded_regimens.append(regimen)
-    keep = ~(cells.frame["site"].isin(excluded_sites) | cells.frame["regimen"].isin(excluded_regimens))
+    keep = ~(
+        cells.frame["site"].isin(excluded_sites) | cells.frame["regimen"].isin(excluded_regimens)
+    )
     cells = cells.with_counts(np.where(keep, cells.n, 0), np.where(keep, cells.y, 0))
-    return ScenarioInputs(scenario, cells, spec, outcome, tuple(excluded_sites),
-                          tuple(excluded_regimens))
+    return ScenarioInputs(
+        scenario, cells, spec, outcome, tuple(excluded_sites), tuple(excluded_regimens)
+    )
 
 
 def _site_sizes(cohort: Cohort) -> dict[str, int]:
@@ -414,15 +450,34 @@ def _site_sizes(cohort: Cohort) -> dict[str, int]:
 def _run_one(inputs: ScenarioInputs, grid: Grid, info: dict, summary_args: dict) -> dict:
     t0 = time.perf_counter()
     try:
-        fitted = fit_cells(inputs.cells, inputs.spec, data_info=info, draws=grid.draws,
-                           tune=grid.tune, chains=grid.chains, seed=grid.seed,
-                           rhat_max=grid.rhat_max, ess_min=grid.ess_min, warn=False)
-        ds = summarise(fitted, **summary_args, masked_sites=inputs.excluded_sites,
-                       masked_regimens=inputs.excluded_regimens)
+        fitted = fit_cells(
+            inputs.cells,
+            inputs.spec,
+            data_info=info,
+            draws=grid.draws,
+            tune=grid.tune,
+            chains=grid.chains,
+            seed=grid.seed,
+            rhat_max=grid.rhat_max,
+            ess_min=grid.ess_min,
+            warn=False,
+        )
+        ds = summarise(
+            fitted,
+            **summary_args,
+            masked_sites=inputs.excluded_sites,
+            masked_regimens=inputs.excluded_regimens,
+        )
     except Exception as exc:  # recorded, and the other scenarios go on
-        return {"status": "error", "reason": f"{type(exc).__name__}: {exc}", "summary": None,
-                "compiled_now": False, "compile_s": 0.0, "sample_s": 0.0,
-                "wall_s": time.perf_counter() - t0}
+        return {
+            "status": "error",
+            "reason": f"{type(exc).__name__}: {exc}",
+            "summary": None,
+            "compiled_now": False,
+            "compile_s": 0.0,
+            "sample_s": 0.0,
+            "wall_s": time.perf_counter() - t0,
+        }
     diag = fitted.diagnostics
     return {
         "status": "ok" if diag.ok else "failed_diagnostics",
@@ -540,8 +595,10 @@ def run_sensitivity(
 
     box = Store(store) if store is not None else None
     if box is not None and not resume and box.finished():
-        raise GridError(f"store {box.path} already holds {box.finished()} finished scenario(s); "
-                        "resume, or choose another store")
+        raise GridError(
+            f"store {box.path} already holds {box.finished()} finished scenario(s); "
+            "resume, or choose another store"
+        )
     results: dict[int, dict] = {}
     if box is not None:
         for i, key in enumerate(keys):
@@ -553,6 +610,7 @@ def run_sensitivity(
     t0 = time.perf_counter()
     bar = _Progress(len(inputs), done=len(results), enabled=progress)
     try:
+
         def finish(i: int, result: dict) -> None:
             result["reused"] = False
             results[i] = result
@@ -565,8 +623,9 @@ def run_sensitivity(
                 bar.running(1)
                 finish(i, _run_one(inputs[i], grid, info, summary_args))
         else:
-            futures = {executor.submit(_run_one, inputs[i], grid, info, summary_args): i
-                       for i in todo}
+            futures = {
+                executor.submit(_run_one, inputs[i], grid, info, summary_args): i for i in todo
+            }
             bar.running(len(futures))
             pending = set(futures)
             try:
@@ -577,9 +636,15 @@ def run_sensitivity(
                         try:
                             result = fut.result()
                         except Exception as exc:  # a worker died, not the model
-                            result = {"status": "error", "reason": f"{type(exc).__name__}: {exc}",
-                                      "summary": None, "compiled_now": False, "compile_s": 0.0,
-                                      "sample_s": 0.0, "wall_s": 0.0}
+                            result = {
+                                "status": "error",
+                                "reason": f"{type(exc).__name__}: {exc}",
+                                "summary": None,
+                                "compiled_now": False,
+                                "compile_s": 0.0,
+                                "sample_s": 0.0,
+                                "wall_s": 0.0,
+                            }
                         finish(i, result)
             except BaseException:
                 for fut in pending:
@@ -588,8 +653,16 @@ def run_sensitivity(
     finally:
         bar.close()
     wall = time.perf_counter() - t0
-    return _assemble(cohort, grid, scenarios, inputs, [results[i] for i in range(len(inputs))],
-                     summary_args, info, wall)
+    return _assemble(
+        cohort,
+        grid,
+        scenarios,
+        inputs,
+        [results[i] for i in range(len(inputs))],
+        summary_args,
+        info,
+        wall,
+    )
 
 
 class _Progress:
@@ -598,8 +671,12 @@ class _Progress:
         if enabled:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-            self.bar = Progress(TextColumn("scenarios"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.fields[status]}"))
+            self.bar = Progress(
+                TextColumn("scenarios"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[status]}"),
+            )
             self.task = self.bar.add_task("run", total=total, completed=done, status="")
             self.bar.start()
 
@@ -627,32 +704,44 @@ class _Progress:
 def _assemble(cohort, grid, scenarios, inputs, results, summary_args, info, wall) -> xr.Dataset:
     template = next((r["summary"] for r in results if r["summary"] is not None), None)
     if template is None:
-        reasons = "; ".join(f"{s.name}: {r['reason']}" for s, r in zip(scenarios, results, strict=True))
+        reasons = "; ".join(
+            f"{s.name}: {r['reason']}" for s, r in zip(scenarios, results, strict=True)
+        )
         raise RuntimeError(f"every scenario failed: {reasons}")
     parts = []
     for r in results:
-        ds = r["summary"] if r["summary"] is not None else xr.full_like(
-            template.astype(float), np.nan)
+        ds = (
+            r["summary"]
+            if r["summary"] is not None
+            else xr.full_like(template.astype(float), np.nan)
+        )
         parts.append(ds.drop_attrs())
-    combined = xr.concat(parts, dim="scenario", join="outer", coords="minimal",
-                         compat="override", data_vars="all")
+    combined = xr.concat(
+        parts, dim="scenario", join="outer", coords="minimal", compat="override", data_vars="all"
+    )
     names = [s.name for s in scenarios]
     combined = combined.assign_coords(scenario=names)
     axes = list(dict.fromkeys(a for s in scenarios for a, _ in s.settings))
     for axis in axes:
-        values = [s.get(axis, BASELINE_VALUES.get(axis, grid.model if axis == "model" else "")) or ""
-                  for s in scenarios]
+        values = [
+            s.get(axis, BASELINE_VALUES.get(axis, grid.model if axis == "model" else "")) or ""
+            for s in scenarios
+        ]
         combined = combined.assign_coords({axis: ("scenario", values)})
 
     def per(key: str, dtype=float) -> xr.DataArray:
         return xr.DataArray(np.array([r[key] for r in results], dtype=dtype), dims="scenario")
 
     summaries = [r["summary"] for r in results]
-    for name, attr in (("max_rhat", "diagnostics_max_rhat"), ("min_ess_bulk", "diagnostics_min_ess_bulk"),
-                       ("min_ess_tail", "diagnostics_min_ess_tail"),
-                       ("divergences", "diagnostics_divergences")):
-        combined[name] = xr.DataArray([float(s.attrs[attr]) if s is not None else np.nan
-                                       for s in summaries], dims="scenario")
+    for name, attr in (
+        ("max_rhat", "diagnostics_max_rhat"),
+        ("min_ess_bulk", "diagnostics_min_ess_bulk"),
+        ("min_ess_tail", "diagnostics_min_ess_tail"),
+        ("divergences", "diagnostics_divergences"),
+    ):
+        combined[name] = xr.DataArray(
+            [float(s.attrs[attr]) if s is not None else np.nan for s in summaries], dims="scenario"
+        )
     combined["status"] = per("status", str)
     combined["reason"] = per("reason", str)
     combined["compiled_now"] = per("compiled_now", bool).astype(np.int8)
@@ -660,10 +749,12 @@ def _assemble(cohort, grid, scenarios, inputs, results, summary_args, info, wall
     combined["compile_s"] = per("compile_s")
     combined["sample_s"] = per("sample_s")
     combined["model_spec_toml"] = xr.DataArray([i.spec.to_toml() for i in inputs], dims="scenario")
-    combined["excluded_sites"] = xr.DataArray([";".join(i.excluded_sites) for i in inputs],
-                                              dims="scenario")
-    combined["excluded_regimens"] = xr.DataArray([";".join(i.excluded_regimens) for i in inputs],
-                                                 dims="scenario")
+    combined["excluded_sites"] = xr.DataArray(
+        [";".join(i.excluded_sites) for i in inputs], dims="scenario"
+    )
+    combined["excluded_regimens"] = xr.DataArray(
+        [";".join(i.excluded_regimens) for i in inputs], dims="scenario"
+    )
     ran = [r for r in results if not r["reused"]]
     attrs = {
         "title": "scleromx_bayes sensitivity analysis",
@@ -683,7 +774,10 @@ def _assemble(cohort, grid, scenarios, inputs, results, summary_args, info, wall
         "wall_s": wall,
         "compile_s": float(sum(r["compile_s"] for r in ran)),
         "sample_s": float(sum(r["sample_s"] for r in ran)),
-        "seed": grid.seed, "draws": grid.draws, "tune": grid.tune, "chains": grid.chains,
+        "seed": grid.seed,
+        "draws": grid.draws,
+        "tune": grid.tune,
+        "chains": grid.chains,
         "versions": _versions(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "synthetic": int(cohort.synthetic),
@@ -717,7 +811,9 @@ def conclusions(sens: xr.Dataset, decision: float = 0.9) -> pd.DataFrame:
     """
     ok = sens["status"] == "ok"
     ref = sens.attrs["reference_regimen"]
-    base_name = "baseline" if "baseline" in sens["scenario"].values else str(sens["scenario"].values[0])
+    base_name = (
+        "baseline" if "baseline" in sens["scenario"].values else str(sens["scenario"].values[0])
+    )
     rows = []
     for regimen in sens["regimen"].values:
         if regimen == ref:
@@ -729,21 +825,29 @@ def conclusions(sens: xr.Dataset, decision: float = 0.9) -> pd.DataFrame:
             rd_good = rd.where(ok).dropna("scenario")
             base = float(pb.sel(scenario=base_name))
             decided = base > decision
-            flips = [str(s) for s in good["scenario"].values if (float(good.sel(scenario=s)) > decision) != decided]
-            rows.append({
-                "regimen": regimen, "severity": severity, "reference": ref,
-                "p_better_baseline": base,
-                "p_better_min": float(good.min()) if good.size else np.nan,
-                "p_better_max": float(good.max()) if good.size else np.nan,
-                "rd_baseline": float(rd.sel(scenario=base_name)),
-                "rd_min": float(rd_good.min()) if rd_good.size else np.nan,
-                "rd_max": float(rd_good.max()) if rd_good.size else np.nan,
-                f"better_at_{decision:g}_baseline": bool(decided),
-                "decision_flips": bool(flips),
-                "flipping_scenarios": ";".join(flips),
-                "scenarios_used": int(good.size),
-                "scenarios_excluded": int(sens.sizes["scenario"] - good.size),
-            })
+            flips = [
+                str(s)
+                for s in good["scenario"].values
+                if (float(good.sel(scenario=s)) > decision) != decided
+            ]
+            rows.append(
+                {
+                    "regimen": regimen,
+                    "severity": severity,
+                    "reference": ref,
+                    "p_better_baseline": base,
+                    "p_better_min": float(good.min()) if good.size else np.nan,
+                    "p_better_max": float(good.max()) if good.size else np.nan,
+                    "rd_baseline": float(rd.sel(scenario=base_name)),
+                    "rd_min": float(rd_good.min()) if rd_good.size else np.nan,
+                    "rd_max": float(rd_good.max()) if rd_good.size else np.nan,
+                    f"better_at_{decision:g}_baseline": bool(decided),
+                    "decision_flips": bool(flips),
+                    "flipping_scenarios": ";".join(flips),
+                    "scenarios_used": int(good.size),
+                    "scenarios_excluded": int(sens.sizes["scenario"] - good.size),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -757,22 +861,31 @@ def rank_stability(sens: xr.Dataset) -> pd.DataFrame:
     best_all = rp_all.sel(rank=1)
     best = best_all.where(ok)
     top = best.fillna(-1).argmax("regimen")
-    base_name = "baseline" if "baseline" in sens["scenario"].values else str(sens["scenario"].values[0])
+    base_name = (
+        "baseline" if "baseline" in sens["scenario"].values else str(sens["scenario"].values[0])
+    )
     rows = []
     for severity in sens["severity"].values:
         top_s = top.sel(severity=severity).where(ok, drop=True)
         for i, regimen in enumerate(sens["regimen"].values):
             e = expected.sel(regimen=regimen, severity=severity).dropna("scenario")
-            rows.append({
-                "severity": severity, "regimen": regimen,
-                "expected_rank_baseline": float(expected_all.sel(regimen=regimen, severity=severity,
-                                                                 scenario=base_name)),
-                "expected_rank_min": float(e.min()) if e.size else np.nan,
-                "expected_rank_max": float(e.max()) if e.size else np.nan,
-                "p_first_baseline": float(best_all.sel(regimen=regimen, severity=severity,
-                                                       scenario=base_name)),
-                "share_of_scenarios_most_likely_first": float((top_s == i).mean()) if top_s.size else np.nan,
-            })
+            rows.append(
+                {
+                    "severity": severity,
+                    "regimen": regimen,
+                    "expected_rank_baseline": float(
+                        expected_all.sel(regimen=regimen, severity=severity, scenario=base_name)
+                    ),
+                    "expected_rank_min": float(e.min()) if e.size else np.nan,
+                    "expected_rank_max": float(e.max()) if e.size else np.nan,
+                    "p_first_baseline": float(
+                        best_all.sel(regimen=regimen, severity=severity, scenario=base_name)
+                    ),
+                    "share_of_scenarios_most_likely_first": float((top_s == i).mean())
+                    if top_s.size
+                    else np.nan,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -815,8 +928,11 @@ def tipping_point(
     if kind == "scale" and spec.regimen_pooling != "partial":
         raise ValueError("a scale tipping point needs a partially pooled model (e.g. 'base')")
     if values is None:
-        values = ([2.0, 1.0, 0.7, 0.5, 0.35, 0.25, 0.15, 0.1, 0.05] if kind == "scale"
-                  else [0.0, -0.25, -0.5, -0.75, -1.0, -1.5, -2.0, -3.0])
+        values = (
+            [2.0, 1.0, 0.7, 0.5, 0.35, 0.25, 0.15, 0.1, 0.05]
+            if kind == "scale"
+            else [0.0, -0.25, -0.5, -0.75, -1.0, -1.5, -2.0, -3.0]
+        )
     if regimen not in cohort.regimens:
         raise ValueError(f"regimen {regimen!r} is not in the data")
     ref = choose_reference(cohort.regimens, reference)
@@ -826,14 +942,25 @@ def tipping_point(
     prob, rd = [], []
     for v in values:
         if kind == "scale":
-            s = spec.with_overrides({"priors.regimen_sd": {"dist": "HalfNormal", "sigma": float(v)}})
+            s = spec.with_overrides(
+                {"priors.regimen_sd": {"dist": "HalfNormal", "sigma": float(v)}}
+            )
             shift = None
         else:
             s, shift = spec, {regimen: float(v)}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            fitted = fit_cells(cells, s, data_info=info, seed=seed, draws=draws, tune=tune,
-                               chains=chains, regimen_prior_shift=shift, warn=False)
+            fitted = fit_cells(
+                cells,
+                s,
+                data_info=info,
+                seed=seed,
+                draws=draws,
+                tune=tune,
+                chains=chains,
+                regimen_prior_shift=shift,
+                warn=False,
+            )
         ds = summarise(fitted, reference=ref)
         prob.append(float(ds["prob_better"].sel(regimen=regimen, severity=severity)))
         rd.append(float(ds["risk_difference"].sel(regimen=regimen, severity=severity, stat="mean")))
@@ -843,8 +970,10 @@ def tipping_point(
     tip, message = np.nan, ""
     above = prob_arr > decision
     if not above[0]:
-        message = (f"P(better) is {prob_arr[0]:.2f} <= {decision} already at the least skeptical "
-                   f"value {values[0]}: no tipping point needed")
+        message = (
+            f"P(better) is {prob_arr[0]:.2f} <= {decision} already at the least skeptical "
+            f"value {values[0]}: no tipping point needed"
+        )
     else:
         cross = np.flatnonzero(~above)
         if cross.size == 0:
@@ -856,21 +985,33 @@ def tipping_point(
             what = "regimen SD prior scale" if kind == "scale" else "prior shift (log-odds)"
             message = f"P(better) falls below {decision} at a {what} of about {tip:.3g}"
     if not monotone:
-        message += ("; P(better) is not monotone in the prior value"
-                    + (": under partial pooling the between-regimen SD absorbs a one-regimen "
-                       "shift; use kind='scale' or spec='no_pooling'" if kind == "shift" else ""))
+        message += "; P(better) is not monotone in the prior value" + (
+            ": under partial pooling the between-regimen SD absorbs a one-regimen "
+            "shift; use kind='scale' or spec='no_pooling'"
+            if kind == "shift"
+            else ""
+        )
     return xr.Dataset(
         {"prob_better": ("value", prob_arr), "risk_difference": ("value", np.array(rd))},
         coords={"value": np.asarray(values, dtype=float)},
-        attrs={"regimen": regimen, "reference_regimen": ref, "severity": severity, "kind": kind,
-               "decision": decision, "tipping_value": tip, "monotone": int(monotone),
-               "message": message,
-               "synthetic": int(cohort.synthetic)},
+        attrs={
+            "regimen": regimen,
+            "reference_regimen": ref,
+            "severity": severity,
+            "kind": kind,
+            "decision": decision,
+            "tipping_value": tip,
+            "monotone": int(monotone),
+            "message": message,
+            "synthetic": int(cohort.synthetic),
+        },
     )
 
 
-def power_scaling(fit: Fit, var_names: Iterable[str] = ("regimen_logit", "severity_effect",
-                                                        "site_sd", "regimen_sd")) -> pd.DataFrame:
+def power_scaling(
+    fit: Fit,
+    var_names: Iterable[str] = ("regimen_logit", "severity_effect", "site_sd", "regimen_sd"),
+) -> pd.DataFrame:
     """Power-scaling prior/likelihood sensitivity (ArviZ ``psense_summary``) of a fit.
 
     Adds ``log_prior`` and ``log_likelihood`` groups to ``fit.posterior`` (kept,

@@ -134,8 +134,14 @@ class ModelSpec:
         object.__setattr__(self, "priors", dict(self.priors))
 
     def __hash__(self) -> int:
-        return hash((self.name, self.description, self.structure_key(),
-                     tuple(sorted((k, hash(p)) for k, p in self.priors.items()))))
+        return hash(
+            (
+                self.name,
+                self.description,
+                self.structure_key(),
+                tuple(sorted((k, hash(p)) for k, p in self.priors.items())),
+            )
+        )
 
     # -- access --------------------------------------------------------
     def prior(self, name: str) -> Prior:
@@ -158,7 +164,9 @@ class ModelSpec:
     def structure_key(self) -> tuple:
         """Everything that changes the compiled graph (prior *values* do not)."""
         return (
-            self.regimen_pooling, self.site_effect, self.severity_effect,
+            self.regimen_pooling,
+            self.site_effect,
+            self.severity_effect,
             tuple((k, self.priors[k].dist) for k in self.required_priors() if k in self.priors),
         )
 
@@ -201,8 +209,10 @@ class ModelSpec:
         where = f"{source}: "
         unknown = set(data) - {"name", "description", "structure", "priors"}
         if unknown:
-            raise SpecError(f"{where}unknown key(s) {sorted(unknown)}; allowed: name, "
-                            "description, structure, priors")
+            raise SpecError(
+                f"{where}unknown key(s) {sorted(unknown)}; allowed: name, "
+                "description, structure, priors"
+            )
         name = data.get("name")
         if not isinstance(name, str) or not name:
             raise SpecError(f"{where}'name' must be a non-empty string")
@@ -215,12 +225,16 @@ class ModelSpec:
             raise SpecError(f"{where}[structure] must be a table")
         bad = set(given) - set(STRUCTURE_DEFAULTS)
         if bad:
-            raise SpecError(f"{where}unknown key(s) in [structure]: {sorted(bad)}; allowed: "
-                            f"{sorted(STRUCTURE_DEFAULTS)}")
+            raise SpecError(
+                f"{where}unknown key(s) in [structure]: {sorted(bad)}; allowed: "
+                f"{sorted(STRUCTURE_DEFAULTS)}"
+            )
         structure.update(given)
         if structure["regimen_pooling"] not in POOLING:
-            raise SpecError(f"{where}structure.regimen_pooling must be one of {list(POOLING)}, "
-                            f"not {structure['regimen_pooling']!r}")
+            raise SpecError(
+                f"{where}structure.regimen_pooling must be one of {list(POOLING)}, "
+                f"not {structure['regimen_pooling']!r}"
+            )
         for key in ("site_effect", "severity_effect"):
             if not isinstance(structure[key], bool):
                 raise SpecError(f"{where}structure.{key} must be true or false")
@@ -232,11 +246,15 @@ class ModelSpec:
         spec = cls(name=name, description=description, priors=priors, **structure)
         missing = [p for p in spec.required_priors() if p not in priors]
         if missing:
-            raise SpecError(f"{where}the structure needs prior(s) {missing}: add "
-                            + ", ".join(f"[priors.{m}]" for m in missing))
+            raise SpecError(
+                f"{where}the structure needs prior(s) {missing}: add "
+                + ", ".join(f"[priors.{m}]" for m in missing)
+            )
         return spec
 
-    def with_overrides(self, overrides: Mapping[str, Any] | None = None, **kwargs: Any) -> ModelSpec:
+    def with_overrides(
+        self, overrides: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> ModelSpec:
         """A new spec with some values changed; the result is validated again.
 
         Keys are dotted paths (``"priors.site_sd.sigma"``, ``"structure.site_effect"``,
@@ -291,22 +309,30 @@ def _parse_prior(name: str, body: Any, where: str) -> Prior:
     dist = body.pop("dist")
     rationale = body.pop("rationale", "")
     if dist not in DISTRIBUTIONS:
-        raise SpecError(f"{where}priors.{name}: distribution {dist!r} is not allowed; "
-                        f"use one of {sorted(DISTRIBUTIONS)}")
+        raise SpecError(
+            f"{where}priors.{name}: distribution {dist!r} is not allowed; "
+            f"use one of {sorted(DISTRIBUTIONS)}"
+        )
     params, is_scale = DISTRIBUTIONS[dist]
     if PRIOR_ROLES[name] and not is_scale:
-        raise SpecError(f"{where}priors.{name} is a standard deviation and needs a positive "
-                        f"distribution (HalfNormal, HalfStudentT, HalfCauchy, Exponential, "
-                        f"GammaPrecision), "
-                        f"not {dist}")
+        raise SpecError(
+            f"{where}priors.{name} is a standard deviation and needs a positive "
+            f"distribution (HalfNormal, HalfStudentT, HalfCauchy, Exponential, "
+            f"GammaPrecision), "
+            f"not {dist}"
+        )
     if not PRIOR_ROLES[name] and is_scale:
-        raise SpecError(f"{where}priors.{name} is on the log-odds scale and needs Normal or "
-                        f"StudentT, not {dist}")
+        raise SpecError(
+            f"{where}priors.{name} is on the log-odds scale and needs Normal or "
+            f"StudentT, not {dist}"
+        )
     unknown = set(body) - set(params)
     missing = set(params) - set(body)
     if unknown:
-        raise SpecError(f"{where}priors.{name}: {dist} has no parameter(s) {sorted(unknown)}; "
-                        f"it takes {list(params)}")
+        raise SpecError(
+            f"{where}priors.{name}: {dist} has no parameter(s) {sorted(unknown)}; "
+            f"it takes {list(params)}"
+        )
     if missing:
         raise SpecError(f"{where}priors.{name}: {dist} needs parameter(s) {sorted(missing)}")
     values = {}
@@ -348,6 +374,8 @@ def load_spec(name_or_path: str | Path) -> ModelSpec:
         return ModelSpec.from_toml(Path(text))
     path = models_dir() / f"{text}.toml"
     if not path.exists():
-        raise SpecError(f"no shipped spec named {text!r}; shipped: {list_specs()} "
-                        "(or give a path to a .toml file)")
+        raise SpecError(
+            f"no shipped spec named {text!r}; shipped: {list_specs()} "
+            "(or give a path to a .toml file)"
+        )
     return ModelSpec.from_toml(path)

@@ -46,8 +46,12 @@ def describe(draws: xr.DataArray, hdi_prob: float) -> xr.DataArray:
         hdi.sel(ci_bound="lower", drop=True),
         hdi.sel(ci_bound="upper", drop=True),
     ]
-    out = xr.concat(parts, dim=xr.DataArray(list(STATS), dims="stat", name="stat"),
-                    coords="minimal", compat="override")
+    out = xr.concat(
+        parts,
+        dim=xr.DataArray(list(STATS), dims="stat", name="stat"),
+        coords="minimal",
+        compat="override",
+    )
     return out.transpose(..., "stat").drop_attrs()
 
 
@@ -60,8 +64,11 @@ def posterior_probabilities(fit: Fit) -> dict[str, xr.DataArray]:
     if "severity_effect" in post:
         severity_effect = post["severity_effect"]
     else:
-        severity_effect = xr.DataArray(np.zeros(len(cells.severities)), dims="severity",
-                                       coords={"severity": list(cells.severities)})
+        severity_effect = xr.DataArray(
+            np.zeros(len(cells.severities)),
+            dims="severity",
+            coords={"severity": list(cells.severities)},
+        )
     eta = regimen_logit + severity_effect
     typical = xr.apply_ufunc(expit, eta)
     if "site_sd" in post:
@@ -93,14 +100,30 @@ def _rank_probabilities(p: xr.DataArray, masked: Sequence[str] = ()) -> xr.DataA
         probs[:, [regimens.index(r) for r in keep], j] = (ranks == j).mean(axis=(0, 1))
     for j in range(len(keep), len(regimens)):
         probs[:, [regimens.index(r) for r in keep], j] = 0.0
-    return xr.DataArray(probs, dims=("severity", "regimen", "rank"),
-                        coords={"severity": p["severity"].values, "regimen": regimens,
-                                "rank": np.arange(1, len(regimens) + 1)})
+    return xr.DataArray(
+        probs,
+        dims=("severity", "regimen", "rank"),
+        coords={
+            "severity": p["severity"].values,
+            "regimen": regimens,
+            "rank": np.arange(1, len(regimens) + 1),
+        },
+    )
 
 
 def _versions() -> str:
-    names = ["scleromx-bayes", "pymc", "pytensor", "nutpie", "arviz", "arviz-base",
-             "arviz-stats", "numpy", "xarray", "pandas"]
+    names = [
+        "scleromx-bayes",
+        "pymc",
+        "pytensor",
+        "nutpie",
+        "arviz",
+        "arviz-base",
+        "arviz-stats",
+        "numpy",
+        "xarray",
+        "pandas",
+    ]
     out = {}
     for name in names:
         try:
@@ -114,8 +137,9 @@ def choose_reference(regimens: Sequence[str], reference: str | None) -> str:
     """The reference regimen: as given, else HDIVig when present, else the first."""
     if reference is not None:
         if reference not in regimens:
-            raise ValueError(f"reference regimen {reference!r} is not in the data; "
-                             f"regimens: {list(regimens)}")
+            raise ValueError(
+                f"reference regimen {reference!r} is not in the data; regimens: {list(regimens)}"
+            )
         return reference
     return "HDIVig" if "HDIVig" in regimens else regimens[0]
 
@@ -167,8 +191,9 @@ def summarise(
     new = probs["new_site"]
 
     p_ref = new.sel(regimen=ref, drop=True)
-    is_ref = xr.DataArray([r == ref for r in cells.regimens], dims="regimen",
-                          coords={"regimen": list(cells.regimens)})
+    is_ref = xr.DataArray(
+        [r == ref for r in cells.regimens], dims="regimen", coords={"regimen": list(cells.regimens)}
+    )
     rd = new - p_ref
     odds = new / (1 - new)
     ratio = odds / (p_ref / (1 - p_ref))
@@ -176,26 +201,37 @@ def summarise(
     thr = xr.DataArray(thresholds, dims="threshold", coords={"threshold": thresholds})
     n_grid, y_grid = cells.count_grid()
     grid_dims = ("regimen", "severity", "site")
-    grid_coords = {"regimen": list(cells.regimens), "severity": list(cells.severities),
-                   "site": list(cells.sites)}
+    grid_coords = {
+        "regimen": list(cells.regimens),
+        "severity": list(cells.severities),
+        "site": list(cells.sites),
+    }
 
-    masked_r = xr.DataArray([r in set(masked_regimens) for r in cells.regimens], dims="regimen",
-                            coords={"regimen": list(cells.regimens)})
-    masked_s = xr.DataArray([s in set(masked_sites) for s in cells.sites], dims="site",
-                            coords={"site": list(cells.sites)})
+    masked_r = xr.DataArray(
+        [r in set(masked_regimens) for r in cells.regimens],
+        dims="regimen",
+        coords={"regimen": list(cells.regimens)},
+    )
+    masked_s = xr.DataArray(
+        [s in set(masked_sites) for s in cells.sites],
+        dims="site",
+        coords={"site": list(cells.sites)},
+    )
     no_contrast = is_ref | masked_r | bool(ref in set(masked_regimens))
-    ds = xr.Dataset({
-        "p_cr_new_site": describe(new, hdi_prob),
-        "p_cr_typical_site": describe(probs["typical_site"], hdi_prob),
-        "p_cr_by_site": describe(probs["by_site"], hdi_prob),
-        "prob_above": (new > thr).mean(SAMPLE_DIMS),
-        "risk_difference": describe(rd, hdi_prob).where(~no_contrast),
-        "odds_ratio": describe(ratio, hdi_prob).where(~no_contrast),
-        "prob_better": (rd > 0).mean(SAMPLE_DIMS).where(~no_contrast),
-        "rank_probability": _rank_probabilities(new, masked_regimens),
-        "n_evaluable": xr.DataArray(n_grid, dims=grid_dims, coords=grid_coords),
-        "n_responders": xr.DataArray(y_grid, dims=grid_dims, coords=grid_coords),
-    })
+    ds = xr.Dataset(
+        {
+            "p_cr_new_site": describe(new, hdi_prob),
+            "p_cr_typical_site": describe(probs["typical_site"], hdi_prob),
+            "p_cr_by_site": describe(probs["by_site"], hdi_prob),
+            "prob_above": (new > thr).mean(SAMPLE_DIMS),
+            "risk_difference": describe(rd, hdi_prob).where(~no_contrast),
+            "odds_ratio": describe(ratio, hdi_prob).where(~no_contrast),
+            "prob_better": (rd > 0).mean(SAMPLE_DIMS).where(~no_contrast),
+            "rank_probability": _rank_probabilities(new, masked_regimens),
+            "n_evaluable": xr.DataArray(n_grid, dims=grid_dims, coords=grid_coords),
+            "n_responders": xr.DataArray(y_grid, dims=grid_dims, coords=grid_coords),
+        }
+    )
     if masked_regimens:
         for name in ("p_cr_new_site", "p_cr_typical_site", "p_cr_by_site", "prob_above"):
             ds[name] = ds[name].where(~masked_r)
@@ -206,7 +242,8 @@ def summarise(
     if scales:
         ds["scale_parameters"] = xr.concat(
             [describe(post[v], hdi_prob) for v in scales],
-            dim=xr.DataArray(scales, dims="parameter", name="parameter"))
+            dim=xr.DataArray(scales, dims="parameter", name="parameter"),
+        )
 
     descriptions = {
         "p_cr_new_site": "CR probability at a new centre (site effect integrated out)",

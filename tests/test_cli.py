@@ -38,7 +38,8 @@ def test_demo_writes_everything(tmp_path):
         assert regimen in res.stdout
     assert "P(better than HDIVig)" in res.stdout
     files = sorted(p.name for p in (tmp_path / "demo").iterdir())
-    assert files == ["forest.png", "posterior.nc", "summary.nc"]
+    assert files == ["forest.png", "posterior.nc", "ppc.png", "summary.nc"]
+    assert "posterior predictive check: smallest p" in res.stdout
     ds = sxb.read_dataset(tmp_path / "demo" / "summary.nc")
     assert ds.attrs["synthetic"] == 1
     assert (tmp_path / "demo" / "forest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -226,3 +227,43 @@ def test_sensitivity_bad_input_exits_2(tmp_path, previous_output, grid_text, ext
     assert message in res.stderr.replace("\n", " ")
     assert "Traceback" not in res.stderr
     assert sorted(p.name for p in previous_output.iterdir()) == ["summary.nc"]
+
+
+def test_compare_models(tmp_path):
+    res = run(
+        "compare",
+        example_path(),
+        "--model",
+        "base",
+        "--model",
+        "complete_pooling",
+        "--level",
+        "cell",
+        "--out",
+        tmp_path / "cmp",
+        *SMALL,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "leaving out one cell at a time" in res.stdout
+    assert "SYNTHETIC" in res.stdout
+    table = (tmp_path / "cmp" / "comparison.csv").read_text().splitlines()
+    assert table[0].startswith("model,rank,elpd")
+    assert {line.split(",")[0] for line in table[1:]} == {"base", "complete_pooling"}
+    assert all(line.endswith(",cell") for line in table[1:])
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--model", "base"], "give at least two --model"),
+        (["--model", "base", "--model", "nope"], "no shipped spec named 'nope'"),
+        (
+            ["--model", "base", "--model", "no_pooling", "--level", "patient"],
+            "--level must be 'episode' or 'cell'",
+        ),
+    ],
+)
+def test_compare_bad_input(args, message):
+    res = run("compare", example_path(), *args)
+    assert res.returncode == 2 and message in res.stderr.replace("\n", " ")
+    assert "Traceback" not in res.stderr

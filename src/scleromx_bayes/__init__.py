@@ -7,6 +7,7 @@
 >>> sens = sxb.run_sensitivity(cohort, "default", store="sens")     # doctest: +SKIP
 """
 
+from .checks import compare, loo, posterior_predictive_check, prior_predictive_check
 from .cohort import (
     CellTable,
     Cohort,
@@ -33,6 +34,7 @@ from .sensitivity import (
 from .simulate import load_example, simulate_cohort
 from .spec import ModelSpec, Prior, SpecError, list_specs, load_spec
 from .summary import summarise
+from .validation import sbc
 
 __version__ = "0.1.0"
 
@@ -50,15 +52,19 @@ __all__ = [
     "Problem",
     "SpecError",
     "build_model",
+    "compare",
     "compile_count",
     "conclusions",
     "fit",
     "fit_cells",
     "list_specs",
+    "loo",
     "load_example",
     "load_grid",
     "load_spec",
+    "posterior_predictive_check",
     "power_scaling",
+    "prior_predictive_check",
     "rank_stability",
     "read_cohort",
     "read_counts",
@@ -66,6 +72,7 @@ __all__ = [
     "read_dataset",
     "read_posterior",
     "run_sensitivity",
+    "sbc",
     "simulate_cohort",
     "summarise",
     "tipping_point",

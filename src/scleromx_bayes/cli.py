@@ -123,6 +123,7 @@ def _run_fit(
     sampler: str,
     fmt: str,
 ) -> None:
+    from .checks import posterior_predictive_check, predictive_plot
     from .fit import fit
     from .io import write_dataset, write_posterior
     from .plots import forest_plot
@@ -141,14 +142,32 @@ def _run_fit(
         )
     ds = result.summary()
     print_summary(ds)
+    ppc = posterior_predictive_check(result, seed=seed)
+    print_predictive_check(ppc)
     out_dir.mkdir(parents=True, exist_ok=True)
     ext = ".zarr" if fmt == "zarr" else ".nc"
     paths = [
         write_dataset(ds, out_dir / f"summary{ext}"),
         write_posterior(result.posterior, out_dir / f"posterior{ext}"),
         forest_plot(ds, out_dir / "forest.png"),
+        predictive_plot(ppc, out_dir / "ppc.png"),
     ]
     out.print("wrote " + ", ".join(str(p) for p in paths))
+
+
+def print_predictive_check(ppc, console: Console = out) -> None:
+    """One line on the posterior predictive check: the worst-reproduced count."""
+    p = ppc["predictive_p_value"]
+    if bool(p.isnull().all()):
+        return
+    worst = p.where(p.notnull(), 2.0).argmin(...)
+    reg, sev = (
+        str(p["regimen"].values[worst["regimen"]]),
+        str(p["severity"].values[worst["severity"]]),
+    )
+    value = float(p.isel(worst))
+    flag = "[bold yellow]check this count[/]" if value < 0.05 else "no count stands out"
+    console.print(f"posterior predictive check: smallest p = {value:.2f} ({reg}, {sev}); {flag}")
 
 
 DrawsOpt = Annotated[int, typer.Option(min=50, help="Posterior draws per chain.")]
@@ -386,6 +405,84 @@ def print_conclusions(sens, table, decision: float, console: Console = out) -> N
             strict=True,
         ):
             console.print(f"  {name}: {status}: {reason}")
+
+
+@app.command("compare")
+def compare_command(
+    data: Annotated[Path, typer.Argument(help="Episode or counts table (.csv, .parquet, .xlsx).")],
+    models: Annotated[
+        list[str], typer.Option("--model", help="A spec name or .toml path; give two or more.")
+    ] = None,  # noqa: B008
+    level: Annotated[
+        str,
+        typer.Option(
+            help="What LOO leaves out: 'episode' (one treatment episode) or 'cell' "
+            "(a regimen x site x severity count)."
+        ),
+    ] = "episode",
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Write comparison.csv here.")
+    ] = None,
+    outcome: Annotated[Outcome, typer.Option(help="cr or orr.")] = Outcome.cr,
+    ne: Annotated[
+        NEPolicy, typer.Option(help="What a not-evaluable episode becomes.")
+    ] = NEPolicy.exclude,
+    kind: Annotated[Kind, typer.Option(help="Force the table kind.")] = Kind.auto,
+    draws: DrawsOpt = 1000,
+    tune: TuneOpt = 1000,
+    chains: ChainsOpt = 4,
+    seed: SeedOpt = 1,
+) -> None:
+    """Compare models of DATA by PSIS-LOO (ArviZ), with Pareto-k warnings."""
+    from .checks import compare
+    from .fit import fit
+    from .io import atomic_path
+
+    models = list(models or ["base", "no_pooling", "complete_pooling"])
+    if len(models) < 2:
+        raise BadInput("give at least two --model")
+    if level not in ("episode", "cell"):
+        raise BadInput(f"--level must be 'episode' or 'cell', not {level!r}")
+    if out_dir is not None:
+        out_dir = _out_dir(out_dir)
+    specs = {m: _spec(m) for m in models}
+    cohort = _load(data, kind)
+    definition = OutcomeDefinition(outcome.value, ne=ne.value)
+    cohort.cells(definition)
+    fits = {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for name, spec in specs.items():
+            fits[name] = fit(
+                cohort, spec, outcome=definition, draws=draws, tune=tune, chains=chains, seed=seed
+            )
+        table = compare(fits, level)
+    title = f"PSIS-LOO comparison, leaving out one {level} at a time"
+    if cohort.synthetic:
+        title += "  [bold yellow](SYNTHETIC DATA - not real patients)[/]"
+    t = Table(title=title, title_justify="left")
+    for col in ("model", "rank", "elpd", "se", "elpd_diff", "dse", "weight", "Pareto k > 0.7"):
+        t.add_column(col, justify="left" if col == "model" else "right")
+    for name, row in table.iterrows():
+        t.add_row(
+            str(name),
+            str(int(row["rank"])),
+            f"{row['elpd']:.1f}",
+            f"{row['se']:.1f}",
+            f"{row['elpd_diff']:.1f}",
+            f"{row['dse']:.1f}",
+            f"{row['weight']:.2f}",
+            f"{int(row['n_high_pareto_k'])} of {int(row['n_obs'])}",
+        )
+    out.print(t)
+    for w in caught:
+        if issubclass(w.category, RuntimeWarning):
+            out.print(f"[bold yellow]warning:[/] {w.message}")
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out_dir / "comparison.csv") as tmp:
+            table.to_csv(tmp, index_label="model")
+        out.print(f"wrote {out_dir / 'comparison.csv'}")
 
 
 @app.command()

@@ -1,0 +1,332 @@
+"""Checking a model: prior and posterior predictive checks, and LOO comparison.
+
+Predictive checks compare the observed CR counts per regimen x severity (summed
+over sites) with counts replicated from the prior or the posterior. Model
+comparison uses PSIS-LOO through ArviZ at one of two levels, which leave out
+different things:
+
+``"episode"``
+    leave one treatment episode out (each responder contributes ``log p``, each
+    non-responder ``log(1 - p)`` of its cell): "how well would we predict the next
+    patient's response?". Available for episode and counts tables alike, since
+    episodes within a cell are exchangeable.
+``"cell"``
+    leave one regimen x site x severity cell out (its binomial count): "how well would
+    we predict a whole cell?", a harder and coarser question. Cells with ``n = 0``
+    are not observations and are left out.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy import stats
+from scipy.special import expit, log_expit
+
+from .cohort import CellTable
+from .io import atomic_path
+from .spec import ModelSpec, load_spec
+from .summary import SYNTHETIC_NOTE
+
+if TYPE_CHECKING:
+    from .fit import Fit
+
+__all__ = [
+    "compare",
+    "loo",
+    "pointwise_log_likelihood",
+    "posterior_predictive_check",
+    "predictive_plot",
+    "prior_predictive_check",
+]
+
+Level = Literal["episode", "cell"]
+PARETO_K_MAX = 0.7
+
+
+def cell_logit(post: xr.Dataset, cells: CellTable) -> np.ndarray:
+    """Draws of each cell's log-odds, shape (chain, draw, cell)."""
+    eta = post["regimen_logit"].values[..., cells.index("regimen")]
+    if "severity_effect" in post:
+        eta = eta + post["severity_effect"].values[..., cells.index("severity")]
+    if "site_effect" in post:
+        eta = eta + post["site_effect"].values[..., cells.index("site")]
+    return eta
+
+
+def pointwise_log_likelihood(fit: Fit, level: Level = "episode") -> xr.DataArray:
+    """Log-likelihood of each observation (episode or cell) per draw.
+
+    Returns
+    -------
+    xarray.DataArray
+        dims ``(chain, draw, observation)``; ``observation`` carries the cell's regimen,
+        site and severity (and, at episode level, whether it was a response).
+    """
+    if level not in ("episode", "cell"):
+        raise ValueError(f"level must be 'episode' or 'cell', not {level!r}")
+    cells = fit.cells
+    eta = cell_logit(fit.posterior["posterior"].to_dataset(), cells)
+    n, y = cells.n, cells.y
+    frame = cells.frame
+    if level == "cell":
+        used = np.flatnonzero(n > 0)
+        ll = stats.binom.logpmf(y[used], n[used], expit(eta[..., used]))
+        obs = {
+            c: ("observation", frame[c].to_numpy()[used]) for c in ("regimen", "site", "severity")
+        }
+    else:
+        cell_of = np.repeat(np.arange(len(n)), n)
+        # within a cell, the first y episodes are the responders
+        rank = np.concatenate([np.arange(k) for k in n]) if len(n) else np.array([], int)
+        response = rank < y[cell_of]
+        e = eta[..., cell_of]
+        ll = np.where(response, log_expit(e), log_expit(-e))
+        obs = {
+            c: ("observation", frame[c].to_numpy()[cell_of])
+            for c in ("regimen", "site", "severity")
+        }
+        obs["response"] = ("observation", response.astype(np.int8))
+    return xr.DataArray(
+        ll,
+        dims=("chain", "draw", "observation"),
+        coords={"observation": np.arange(ll.shape[-1]), **obs},
+        name="responders",
+    )
+
+
+def _with_log_likelihood(fit: Fit, level: Level) -> xr.DataTree:
+    tree = fit.posterior.copy()
+    ll = pointwise_log_likelihood(fit, level)
+    tree["log_likelihood"] = xr.DataTree(xr.Dataset({"responders": ll}))
+    return tree
+
+
+def loo(fit: Fit, level: Level = "episode"):
+    """PSIS-LOO of one fit (ArviZ ``loo``), at episode or cell level.
+
+    Examples
+    --------
+    >>> result = loo(fit, "episode")  # doctest: +SKIP
+    >>> result.elpd, result.se, result.pareto_k.max()  # doctest: +SKIP
+    """
+    import arviz as az
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # Pareto k is reported by compare()
+        return az.loo(_with_log_likelihood(fit, level), pointwise=True, var_name="responders")
+
+
+def compare(fits: Mapping[str, Fit], level: Level = "episode") -> pd.DataFrame:
+    """Compare fits of the same data by PSIS-LOO (ArviZ ``compare``).
+
+    Parameters
+    ----------
+    fits : mapping of name to Fit
+        At least two fits of the same cohort under the same outcome definition.
+    level : {"episode", "cell"}
+        What one left-out observation is (see the module docstring).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ArviZ's comparison table (rank, elpd, p, elpd_diff, weight, se, dse, warning)
+        plus ``n_obs``, ``n_high_pareto_k`` (k > 0.7: LOO unreliable for those
+        observations) and ``level``. A ``RuntimeWarning`` names the fits with high k.
+
+    Examples
+    --------
+    >>> table = compare({"base": fit_a, "no_pooling": fit_b})  # doctest: +SKIP
+    """
+    import arviz as az
+
+    if len(fits) < 2:
+        raise ValueError("compare needs at least two fits")
+    first = next(iter(fits.values()))
+    for name, f in fits.items():
+        same_data = f.data.get("fingerprint") == first.data.get("fingerprint")
+        same_cells = f.cells.frame[["n", "y"]].equals(first.cells.frame[["n", "y"]])
+        if not (same_data and same_cells):
+            raise ValueError(
+                f"fit {name!r} is not of the same data and outcome as the "
+                "others: LOO compares models of the same observations only"
+            )
+    trees = {name: _with_log_likelihood(f, level) for name, f in fits.items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        table = az.compare(trees, var_name="responders", round_to="none")
+        results = {
+            name: az.loo(t, pointwise=True, var_name="responders") for name, t in trees.items()
+        }
+    table = pd.DataFrame(table)
+    table["n_obs"] = [int(results[m].pareto_k.size) for m in table.index]
+    table["n_high_pareto_k"] = [
+        int((results[m].pareto_k > PARETO_K_MAX).sum()) for m in table.index
+    ]
+    table["level"] = level
+    high = table[table["n_high_pareto_k"] > 0]
+    if len(high):
+        listed = ", ".join(
+            f"{m} ({k} of {n})"
+            for m, k, n in zip(high.index, high["n_high_pareto_k"], high["n_obs"], strict=True)
+        )
+        warnings.warn(
+            f"Pareto k > {PARETO_K_MAX} for some {level}s of: {listed}; LOO is "
+            "unreliable for those observations (a refit without them would tell)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return table
+
+
+# ---------------------------------------------------------------------------
+# predictive checks
+
+
+def _aggregate(
+    cells: CellTable, replicated: np.ndarray, interval: float, kind: str, synthetic: bool
+) -> xr.Dataset:
+    """Sum replicated cell counts (sample, cell) to regimen x severity and describe."""
+    regimens, severities = list(cells.regimens), list(cells.severities)
+    r, k = cells.index("regimen"), cells.index("severity")
+    shape = (len(regimens), len(severities))
+    observed, n = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
+    np.add.at(observed, (r, k), cells.y)
+    np.add.at(n, (r, k), cells.n)
+    rep = np.zeros((replicated.shape[0], *shape))
+    np.add.at(rep, (slice(None), r, k), replicated)
+    lo, hi = np.quantile(rep, [(1 - interval) / 2, 1 - (1 - interval) / 2], axis=0)
+    # two-sided predictive p-value of the observed count, mid-p for ties
+    above = (rep > observed).mean(0) + 0.5 * (rep == observed).mean(0)
+    p_value = np.minimum(1.0, 2 * np.minimum(above, 1 - above))
+    coords = {"regimen": regimens, "severity": severities}
+    dims = ("regimen", "severity")
+    ds = xr.Dataset(
+        {
+            "observed_responders": (dims, observed),
+            "n_evaluable": (dims, n),
+            "predicted_mean": (dims, rep.mean(0)),
+            "predicted_lower": (dims, lo),
+            "predicted_upper": (dims, hi),
+            "predictive_p_value": (dims, np.where(n > 0, p_value, np.nan)),
+        },
+        coords=coords,
+        attrs={
+            "kind": kind,
+            "interval": interval,
+            "draws": int(replicated.shape[0]),
+            "synthetic": int(synthetic),
+        },
+    )
+    ds["predictive_p_value"].attrs["description"] = (
+        "two-sided predictive p-value of the observed count (small: the model does not "
+        "reproduce this regimen x severity count)"
+    )
+    if synthetic:
+        ds.attrs["note"] = SYNTHETIC_NOTE
+    return ds
+
+
+def posterior_predictive_check(fit: Fit, *, seed: int = 0, interval: float = 0.95) -> xr.Dataset:
+    """Observed CR counts per regimen x severity against counts replicated from the
+    posterior (same cells, same ``n``).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``observed_responders``, ``n_evaluable``, ``predicted_mean``,
+        ``predicted_lower`` / ``predicted_upper`` (central ``interval``) and
+        ``predictive_p_value``, each over regimen x severity.
+    """
+    cells = fit.cells
+    p = expit(cell_logit(fit.posterior["posterior"].to_dataset(), cells))
+    p = p.reshape(-1, p.shape[-1])
+    rng = np.random.default_rng(seed)
+    replicated = rng.binomial(cells.n, p)
+    return _aggregate(cells, replicated, interval, "posterior predictive", fit.synthetic)
+
+
+def prior_predictive_check(
+    cells: CellTable,
+    spec: ModelSpec | str,
+    *,
+    draws: int = 1000,
+    seed: int = 0,
+    interval: float = 0.95,
+    synthetic: bool = False,
+) -> xr.Dataset:
+    """What the priors alone predict for the observed design, against the observed
+    counts: a prior that cannot produce the data shows here before any fit."""
+    import pymc as pm
+
+    from .model import build_model
+
+    spec = load_spec(spec) if isinstance(spec, str) else spec
+    model = build_model(cells, spec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        prior = pm.sample_prior_predictive(draws=draws, model=model, random_seed=seed)
+    replicated = prior["prior_predictive"]["responders"].values.reshape(draws, -1)
+    return _aggregate(cells, replicated, interval, "prior predictive", synthetic)
+
+
+def predictive_plot(check: xr.Dataset, path: str | Path) -> Path:
+    """Observed CR proportion per regimen x severity (dot) against the predictive
+    interval of the proportion (bar), one panel per severity; PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    severities = list(check["severity"].values)
+    regimens = list(check["regimen"].values)
+    fig, axes = plt.subplots(
+        1,
+        len(severities),
+        squeeze=False,
+        sharey=True,
+        figsize=(4.2 * len(severities), 0.5 * len(regimens) + 1.8),
+    )
+    for ax, sev in zip(axes[0], severities, strict=True):
+        ypos = list(range(len(regimens)))[::-1]
+        for y, reg in zip(ypos, regimens, strict=True):
+            c = check.sel(regimen=reg, severity=sev)
+            n = int(c["n_evaluable"])
+            if n == 0:
+                continue
+            ax.plot(
+                [float(c["predicted_lower"]) / n, float(c["predicted_upper"]) / n],
+                [y, y],
+                color="tab:blue",
+                lw=4,
+                alpha=0.5,
+            )
+            ax.plot(float(c["observed_responders"]) / n, y, "o", color="black")
+            ax.text(
+                1.02,
+                y,
+                f"{int(c['observed_responders'])}/{n}",
+                va="center",
+                fontsize=7,
+                transform=ax.get_yaxis_transform(),
+            )
+        ax.set_yticks(ypos, regimens)
+        ax.set_xlim(0, 1)
+        ax.set_title(str(sev))
+        ax.set_xlabel("CR proportion: observed (dot), predictive interval (bar)")
+    title = f"{check.attrs['kind'].capitalize()} check, {check.attrs['interval']:.0%} intervals"
+    if check.attrs.get("synthetic"):
+        title += f"\n{SYNTHETIC_NOTE}"
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return path

@@ -55,6 +55,7 @@ def test_single_level_factors_drop_their_terms():
         "regimen_pooling": "complete",
         "site_effect": False,
         "severity_effect": False,
+        "interaction": False,
         "priors": ("intercept",),
     }
     model = sxb.build_model(cohort.cells(), sxb.load_spec("base"))

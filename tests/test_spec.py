@@ -27,7 +27,7 @@ def test_structures():
     assert sxb.load_spec("complete_pooling").regimen_pooling == "complete"
 
 
-@pytest.mark.parametrize("name", ["base", "no_pooling", "complete_pooling"])
+@pytest.mark.parametrize("name", ["base", "no_pooling", "complete_pooling", "interaction"])
 def test_toml_round_trip(name):
     spec = sxb.load_spec(name)
     again = ModelSpec.from_toml(spec.to_toml())

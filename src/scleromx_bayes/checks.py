@@ -52,9 +52,7 @@ PARETO_K_MAX = 0.7
 
 def cell_logit(post: xr.Dataset, cells: CellTable) -> np.ndarray:
     """Draws of each cell's log-odds, shape (chain, draw, cell)."""
-    eta = post["regimen_logit"].values[..., cells.index("regimen")]
-    if "severity_effect" in post:
-        eta = eta + post["severity_effect"].values[..., cells.index("severity")]
+    eta = post["typical_logit"].values[..., cells.index("regimen"), cells.index("severity")]
     if "site_effect" in post:
         eta = eta + post["site_effect"].values[..., cells.index("site")]
     return eta

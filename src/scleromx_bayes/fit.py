@@ -54,11 +54,12 @@ def clear_compiled_cache() -> None:
 def _layout_key(cells: CellTable, spec: ModelSpec) -> tuple:
     eff = effective_structure(spec, cells)
     cell_keys = tuple(map(tuple, cells.frame[["regimen", "site", "severity"]].to_numpy()))
-    dists = tuple(spec.prior(p).dist for p in eff["priors"])
+    # every structural switch and every prior family, by name, so a new structure
+    # can never share a compiled model with an old one by accident
+    structure = tuple((k, v) for k, v in eff.items() if k != "priors")
+    dists = tuple((p, spec.prior(p).dist) for p in eff["priors"])
     return (
-        eff["regimen_pooling"],
-        eff["site_effect"],
-        eff["severity_effect"],
+        structure,
         dists,
         cells.regimens,
         cells.sites,
@@ -356,7 +357,16 @@ def fit_cells(
         v
         for v in tree["posterior"].data_vars
         if v
-        in ("regimen_logit", "intercept", "regimen_sd", "severity_effect", "site_effect", "site_sd")
+        in (
+            "regimen_logit",
+            "intercept",
+            "regimen_sd",
+            "severity_effect",
+            "site_effect",
+            "site_sd",
+            "interaction_sd",
+            "typical_logit",
+        )
     ]
     diagnostics = diagnose(tree, free, rhat_max=rhat_max, ess_min=ess_min)
     if warn and not diagnostics.ok:

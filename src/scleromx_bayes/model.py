@@ -47,6 +47,8 @@ def effective_structure(spec: ModelSpec, cells: CellTable) -> dict:
         pooling = "complete"  # a between-regimen SD is not defined by one regimen
     site = spec.site_effect and len(cells.sites) > 1
     severity = spec.severity_effect and len(cells.severities) > 1
+    # an interaction needs both factors to vary (and a severity term to depart from)
+    interaction = spec.regimen_severity_interaction and severity and len(cells.regimens) > 1
     priors = ["intercept"]
     if pooling == "partial":
         priors.append("regimen_sd")
@@ -54,10 +56,13 @@ def effective_structure(spec: ModelSpec, cells: CellTable) -> dict:
         priors.append("site_sd")
     if severity:
         priors.append("severity_effect")
+    if interaction:
+        priors.append("interaction_sd")
     return {
         "regimen_pooling": pooling,
         "site_effect": site,
         "severity_effect": severity,
+        "interaction": interaction,
         "priors": tuple(priors),
     }
 
@@ -121,8 +126,9 @@ def build_model(cells: CellTable, spec: ModelSpec) -> pm.Model:
                 )
             else:
                 regimen_logit = pm.Deterministic("regimen_logit", intercept + shift, dims="regimen")
-        eta = regimen_logit[r_idx]
-
+        # log-odds at a typical site (site effect 0) for every regimen x severity: the
+        # one quantity summaries, checks and validation read, whatever the structure
+        typical = pt.shape_padright(regimen_logit) + pt.zeros((1, len(cells.severities)))
         if eff["severity_effect"]:
             severity_shift = _prior_rv(
                 "severity_shift",
@@ -133,7 +139,22 @@ def build_model(cells: CellTable, spec: ModelSpec) -> pm.Model:
             severity_effect = pm.Deterministic(
                 "severity_effect", pt.concatenate([pt.zeros(1), severity_shift]), dims="severity"
             )
-            eta = eta + severity_effect[k_idx]
+            typical = typical + severity_effect[None, :]
+        if eff["interaction"]:
+            # regimen-specific departures from the common severity shift, pooled toward 0;
+            # the reference severity carries none, so regimen_logit stays its log-odds there
+            interaction_sd = _prior_rv(
+                "interaction_sd", "interaction_sd", spec.prior("interaction_sd")
+            )
+            u = pm.Normal("interaction_z", 0.0, 1.0, dims=("regimen", "severity_vs_reference"))
+            interaction = pm.Deterministic(
+                "interaction",
+                pt.concatenate([pt.zeros((len(cells.regimens), 1)), interaction_sd * u], axis=1),
+                dims=("regimen", "severity"),
+            )
+            typical = typical + interaction
+        typical_logit = pm.Deterministic("typical_logit", typical, dims=("regimen", "severity"))
+        eta = typical_logit[r_idx, k_idx]
 
         if eff["site_effect"]:
             site_sd = _prior_rv("site_sd", "site_sd", spec.prior("site_sd"))

@@ -1010,7 +1010,13 @@ def tipping_point(
 
 def power_scaling(
     fit: Fit,
-    var_names: Iterable[str] = ("regimen_logit", "severity_effect", "site_sd", "regimen_sd"),
+    var_names: Iterable[str] = (
+        "regimen_logit",
+        "severity_effect",
+        "site_sd",
+        "regimen_sd",
+        "interaction_sd",
+    ),
 ) -> pd.DataFrame:
     """Power-scaling prior/likelihood sensitivity (ArviZ ``psense_summary``) of a fit.
 

@@ -29,6 +29,10 @@ Prior names (all on the log-odds scale):
     between-regimen SD of the log-odds (partial pooling only).
 ``site_sd``
     between-site SD of the log-odds (site random effect).
+``interaction_sd``
+    SD of the regimen x severity interaction on the log-odds (only with
+    ``regimen_severity_interaction = true``): how far one regimen's severity shift
+    may depart from the common one.
 ``severity_effect``
     shift in log-odds for each severity level against the reference level.
 """
@@ -71,12 +75,14 @@ PRIOR_ROLES: dict[str, bool] = {
     "regimen_sd": True,
     "site_sd": True,
     "severity_effect": False,
+    "interaction_sd": True,
 }
 POOLING = ("none", "partial", "complete")
 STRUCTURE_DEFAULTS: dict[str, Any] = {
     "regimen_pooling": "partial",
     "site_effect": True,
     "severity_effect": True,
+    "regimen_severity_interaction": False,
 }
 _POSITIVE_PARAMS = {"sigma", "nu", "beta", "lam", "alpha"}
 
@@ -129,6 +135,7 @@ class ModelSpec:
     site_effect: bool
     severity_effect: bool
     priors: Mapping[str, Prior] = field(hash=False)
+    regimen_severity_interaction: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "priors", dict(self.priors))
@@ -159,6 +166,8 @@ class ModelSpec:
             need.append("site_sd")
         if self.severity_effect:
             need.append("severity_effect")
+        if self.regimen_severity_interaction:
+            need.append("interaction_sd")
         return tuple(need)
 
     def structure_key(self) -> tuple:
@@ -167,6 +176,7 @@ class ModelSpec:
             self.regimen_pooling,
             self.site_effect,
             self.severity_effect,
+            self.regimen_severity_interaction,
             tuple((k, self.priors[k].dist) for k in self.required_priors() if k in self.priors),
         )
 
@@ -179,6 +189,7 @@ class ModelSpec:
                 "regimen_pooling": self.regimen_pooling,
                 "site_effect": self.site_effect,
                 "severity_effect": self.severity_effect,
+                "regimen_severity_interaction": self.regimen_severity_interaction,
             },
             "priors": {k: p.to_dict() for k, p in self.priors.items()},
         }
@@ -235,7 +246,7 @@ class ModelSpec:
                 f"{where}structure.regimen_pooling must be one of {list(POOLING)}, "
                 f"not {structure['regimen_pooling']!r}"
             )
-        for key in ("site_effect", "severity_effect"):
+        for key in ("site_effect", "severity_effect", "regimen_severity_interaction"):
             if not isinstance(structure[key], bool):
                 raise SpecError(f"{where}structure.{key} must be true or false")
 

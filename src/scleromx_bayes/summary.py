@@ -60,16 +60,7 @@ def posterior_probabilities(fit: Fit) -> dict[str, xr.DataArray]:
     and ``by_site`` (regimen x severity x site)."""
     post = fit.posterior["posterior"].to_dataset()
     cells = fit.cells
-    regimen_logit = post["regimen_logit"]
-    if "severity_effect" in post:
-        severity_effect = post["severity_effect"]
-    else:
-        severity_effect = xr.DataArray(
-            np.zeros(len(cells.severities)),
-            dims="severity",
-            coords={"severity": list(cells.severities)},
-        )
-    eta = regimen_logit + severity_effect
+    eta = post["typical_logit"]  # regimen x severity log-odds at a site with effect 0
     typical = xr.apply_ufunc(expit, eta)
     if "site_sd" in post:
         # E[expit(eta + sd*Z)], Z ~ N(0,1): sum_i w_i/sqrt(pi) expit(eta + sd*sqrt(2)*x_i)
@@ -238,7 +229,7 @@ def summarise(
     if masked_sites:
         ds["p_cr_by_site"] = ds["p_cr_by_site"].where(~masked_s)
     post = fit.posterior["posterior"].to_dataset()
-    scales = [v for v in ("regimen_sd", "site_sd") if v in post]
+    scales = [v for v in ("regimen_sd", "site_sd", "interaction_sd") if v in post]
     if scales:
         ds["scale_parameters"] = xr.concat(
             [describe(post[v], hdi_prob) for v in scales],

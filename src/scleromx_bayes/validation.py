@@ -35,7 +35,7 @@ from .spec import ModelSpec, load_spec
 __all__ = ["SBCResult", "design_cells", "sbc", "scaled_design"]
 
 # Parameters whose ranks are checked: the model's own, on their natural scale.
-_SCALARS = ("intercept", "regimen_sd", "site_sd")
+_SCALARS = ("intercept", "regimen_sd", "site_sd", "interaction_sd")
 
 
 @dataclass(frozen=True)
@@ -94,12 +94,8 @@ def _parameter_draws(post: xr.Dataset, cells: CellTable) -> dict[str, np.ndarray
 
 def _typical_p(post: xr.Dataset, cells: CellTable) -> np.ndarray:
     """Draws of CR probability at a typical site: (sample, regimen, severity)."""
-    eta = post["regimen_logit"].values.reshape(-1, len(cells.regimens))[:, :, None]
-    if "severity_effect" in post:
-        eta = eta + post["severity_effect"].values.reshape(-1, len(cells.severities))[:, None, :]
-    else:
-        eta = np.broadcast_to(eta, eta.shape[:2] + (len(cells.severities),))
-    return expit(eta)
+    shape = (-1, len(cells.regimens), len(cells.severities))
+    return expit(post["typical_logit"].values.reshape(shape))
 
 
 def sbc(

@@ -129,12 +129,21 @@ def test_spec_round_trip_and_override():
         )
 
 
-def test_interaction_is_a_sensitivity_scenario(example):
+def test_new_structures_are_sensitivity_scenarios(example):
     grid = sxb.Grid.one_at_a_time(
-        {"model": ["base", "interaction"]}, draws=300, tune=300, chains=2, ess_min=50, rhat_max=1.05
+        {"model": ["base", "interaction", "exnex"]},
+        draws=300,
+        tune=300,
+        chains=2,
+        ess_min=50,
+        rhat_max=1.05,
     )
     sens = sxb.run_sensitivity(example, grid)
-    assert list(sens.scenario.values) == ["baseline", "model=interaction"]
+    assert list(sens.scenario.values) == ["baseline", "model=interaction", "model=exnex"]
     p = sens.p_cr_new_site.sel(stat="mean")
     assert bool(((p > 0) & (p < 1)).all())
     assert "interaction_sd" in sens.scale_parameters.parameter.values
+    # EXNEX's weights are there for its scenario, missing for the others
+    w = sens["exchangeability_weight"]
+    assert bool(w.sel(scenario="model=exnex").notnull().all())
+    assert bool(w.sel(scenario="baseline").isnull().all())

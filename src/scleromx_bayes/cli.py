@@ -122,6 +122,7 @@ def _run_fit(
     seed: int,
     sampler: str,
     fmt: str,
+    target_accept: float | None = None,
 ) -> None:
     from .checks import posterior_predictive_check, predictive_plot
     from .fit import fit
@@ -139,6 +140,7 @@ def _run_fit(
             chains=chains,
             seed=seed,
             sampler=sampler,
+            target_accept=target_accept,
         )
     ds = result.summary()
     print_summary(ds)
@@ -175,6 +177,15 @@ TuneOpt = Annotated[int, typer.Option(min=50, help="Warm-up iterations per chain
 ChainsOpt = Annotated[int, typer.Option(min=1, help="Number of chains.")]
 SeedOpt = Annotated[int, typer.Option(help="Random seed (same seed, same draws).")]
 FormatOpt = Annotated[str, typer.Option("--format", help="netcdf or zarr.")]
+TargetAcceptOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--target-accept",
+        min=0.5,
+        max=0.999,
+        help="NUTS adaptation target (default: the spec's, else 0.9); raise it on divergences.",
+    ),
+]
 
 
 def _check_format(fmt: str) -> str:
@@ -191,6 +202,7 @@ def demo(
     chains: ChainsOpt = 4,
     seed: SeedOpt = 1,
     fmt: FormatOpt = "netcdf",
+    target_accept: TargetAcceptOpt = None,
 ) -> None:
     """Fit the embedded SYNTHETIC example cohort with the base model."""
     from .simulate import load_example
@@ -212,6 +224,7 @@ def demo(
         seed=seed,
         sampler="nutpie",
         fmt=_check_format(fmt),
+        target_accept=target_accept,
     )
 
 
@@ -233,6 +246,7 @@ def fit_command(
     seed: SeedOpt = 1,
     sampler: Annotated[str, typer.Option(help="nutpie or pymc.")] = "nutpie",
     fmt: FormatOpt = "netcdf",
+    target_accept: TargetAcceptOpt = None,
 ) -> None:
     """Fit a model to DATA and write summary, posterior and forest plot to --out."""
     if sampler not in ("nutpie", "pymc"):
@@ -254,6 +268,7 @@ def fit_command(
         seed=seed,
         sampler=sampler,
         fmt=fmt,
+        target_accept=target_accept,
     )
 
 

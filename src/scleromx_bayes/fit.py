@@ -91,9 +91,19 @@ def compiled_for(cells: CellTable, spec: ModelSpec) -> tuple[object, bool]:
         return compiled, True
 
 
+def resolve_target_accept(spec: ModelSpec, target_accept: float | None) -> float:
+    """The caller's target_accept, else the spec's own, else the package default."""
+    if target_accept is not None:
+        return float(target_accept)
+    return spec.target_accept if spec.target_accept is not None else TARGET_ACCEPT
+
+
 def _canonical(data_name: str) -> float:
-    """A fixed valid value for a prior hyper-parameter: 0 for locations, 1 otherwise."""
-    return 0.0 if data_name.endswith("__mu") else 1.0
+    """A fixed valid value for a prior hyper-parameter: 0 for locations, 1/2 for
+    probabilities, 1 otherwise."""
+    if data_name.endswith("__mu"):
+        return 0.0
+    return 0.5 if data_name.endswith("__p") else 1.0
 
 
 @dataclass(frozen=True)
@@ -315,7 +325,7 @@ def fit_cells(
     progress: bool = False,
     rhat_max: float = RHAT_MAX,
     ess_min: float = ESS_MIN,
-    target_accept: float = TARGET_ACCEPT,
+    target_accept: float | None = None,
     regimen_prior_shift: Mapping[str, float] | None = None,
     warn: bool = True,
 ) -> Fit:
@@ -326,6 +336,7 @@ def fit_cells(
     """
     if cells.n.sum() == 0:
         raise ValueError("no evaluable episodes: every cell has n = 0")
+    target_accept = resolve_target_accept(spec, target_accept)
     shift = _shift_vector(cells, regimen_prior_shift)
     kwargs = {
         "draws": draws,
@@ -413,7 +424,7 @@ def fit(
     progress: bool = False,
     rhat_max: float = RHAT_MAX,
     ess_min: float = ESS_MIN,
-    target_accept: float = TARGET_ACCEPT,
+    target_accept: float | None = None,
 ) -> Fit:
     """Fit a model of CR probability to a cohort.
 
@@ -431,8 +442,10 @@ def fit(
     sampler : {"nutpie", "pymc"}
     rhat_max, ess_min : float
         Thresholds past which a ``RuntimeWarning`` is raised and the problem recorded.
-    target_accept : float
-        NUTS step-size adaptation target (default 0.9).
+    target_accept : float, optional
+        NUTS step-size adaptation target. Default: the spec's ``[sampler]`` value if it
+        has one (EXNEX does), else 0.9. Raise it (0.95, 0.99) when a fit reports
+        divergent transitions.
 
     Returns
     -------

@@ -43,15 +43,17 @@ def hyperparameter_values(spec: ModelSpec, cells: CellTable) -> dict[str, np.nda
 def effective_structure(spec: ModelSpec, cells: CellTable) -> dict:
     """The structure actually built: a factor with one level drops its term."""
     pooling = spec.regimen_pooling
-    if pooling == "partial" and len(cells.regimens) == 1:
+    if pooling in ("partial", "exnex") and len(cells.regimens) == 1:
         pooling = "complete"  # a between-regimen SD is not defined by one regimen
     site = spec.site_effect and len(cells.sites) > 1
     severity = spec.severity_effect and len(cells.severities) > 1
     # an interaction needs both factors to vary (and a severity term to depart from)
     interaction = spec.regimen_severity_interaction and severity and len(cells.regimens) > 1
     priors = ["intercept"]
-    if pooling == "partial":
+    if pooling in ("partial", "exnex"):
         priors.append("regimen_sd")
+    if pooling == "exnex":
+        priors += ["nonexchangeable", "exchangeability"]
     if site:
         priors.append("site_sd")
     if severity:
@@ -74,6 +76,34 @@ def _prior_rv(rv_name: str, prior_name: str, prior: Prior, **kwargs) -> pt.Tenso
         precision = pm.Gamma(f"{rv_name}_precision", **params, **kwargs)
         return pm.Deterministic(rv_name, 1.0 / pt.sqrt(precision), **kwargs)
     return getattr(pm, prior.dist)(rv_name, **params, **kwargs)
+
+
+def _exnex_regimens(spec: ModelSpec, mu, shift, n_regimens: int) -> pt.TensorVariable:
+    """EXNEX (Neuenschwander et al. 2016): each regimen's log-odds is, with prior
+    probability p, exchangeable, N(mu, regimen_sd), and otherwise nonexchangeable,
+    N(m, s) of its own. The yes/no state is summed out (a two-component normal
+    mixture per regimen); ``exchangeability_weight`` is its posterior probability
+    given each draw, so its posterior mean is P(exchangeable | data)."""
+    tau = _prior_rv("regimen_sd", "regimen_sd", spec.prior("regimen_sd"))
+    nex = {
+        k: pm.Data(_data_name("nonexchangeable", k), np.float64(v))
+        for k, v in spec.prior("nonexchangeable").params.items()
+    }
+    p_ex = pm.Data(
+        _data_name("exchangeability", "p"), np.float64(spec.prior("exchangeability").params["p"])
+    )
+    ones = pt.ones(n_regimens)
+    mus = pt.stack([ones * mu + shift, ones * nex["mu"] + shift], axis=-1)
+    sigmas = pt.stack([ones * tau, ones * nex["sigma"]], axis=-1)
+    weights = pt.stack([p_ex, 1.0 - p_ex])
+    # centred: a mixture has no non-centred form; small cohorts may want target_accept 0.95
+    theta = pm.NormalMixture("regimen_logit", w=weights, mu=mus, sigma=sigmas, dims="regimen")
+    log_ex = pt.log(p_ex) + pm.logp(pm.Normal.dist(mus[:, 0], sigmas[:, 0]), theta)
+    log_nex = pt.log1p(-p_ex) + pm.logp(pm.Normal.dist(mus[:, 1], sigmas[:, 1]), theta)
+    pm.Deterministic(
+        "exchangeability_weight", pt.exp(log_ex - pt.logaddexp(log_ex, log_nex)), dims="regimen"
+    )
+    return theta
 
 
 def build_model(cells: CellTable, spec: ModelSpec) -> pm.Model:
@@ -124,6 +154,8 @@ def build_model(cells: CellTable, spec: ModelSpec) -> pm.Model:
                 regimen_logit = pm.Deterministic(
                     "regimen_logit", intercept + shift + regimen_sd * z, dims="regimen"
                 )
+            elif pooling == "exnex":
+                regimen_logit = _exnex_regimens(spec, intercept, shift, len(cells.regimens))
             else:
                 regimen_logit = pm.Deterministic("regimen_logit", intercept + shift, dims="regimen")
         # log-odds at a typical site (site effect 0) for every regimen x severity: the

@@ -56,28 +56,39 @@ class SpecError(ValueError):
     """A model specification is invalid."""
 
 
-# The allowlist: distribution -> its parameters, and whether it is a scale prior (>0).
-DISTRIBUTIONS: dict[str, tuple[tuple[str, ...], bool]] = {
-    "Normal": (("mu", "sigma"), False),
-    "StudentT": (("nu", "mu", "sigma"), False),
-    "HalfNormal": (("sigma",), True),
-    "HalfStudentT": (("nu", "sigma"), True),
-    "HalfCauchy": (("beta",), True),
-    "Exponential": (("lam",), True),
+# The allowlist: distribution -> its parameters and the kind of quantity it is for:
+# a log-odds ("location"), a standard deviation ("scale"), or a probability.
+DISTRIBUTIONS: dict[str, tuple[tuple[str, ...], str]] = {
+    "Normal": (("mu", "sigma"), "location"),
+    "StudentT": (("nu", "mu", "sigma"), "location"),
+    "HalfNormal": (("sigma",), "scale"),
+    "HalfStudentT": (("nu", "sigma"), "scale"),
+    "HalfCauchy": (("beta",), "scale"),
+    "Exponential": (("lam",), "scale"),
     # BUGS's convention for a scale: the precision 1/sd^2 ~ Gamma(alpha, beta), e.g.
     # dgamma(0.001, 0.001). Offered to reproduce published BUGS analyses; for new
     # work prefer HalfNormal or HalfStudentT (Gelman 2006).
-    "GammaPrecision": (("alpha", "beta"), True),
+    "GammaPrecision": (("alpha", "beta"), "scale"),
+    # the prior probability of a yes/no latent state (EXNEX: is a regimen exchangeable?);
+    # the state is summed out of the model, never sampled
+    "Bernoulli": (("p",), "probability"),
 }
-# Prior name -> whether it must be a scale (positive) prior.
-PRIOR_ROLES: dict[str, bool] = {
-    "intercept": False,
-    "regimen_sd": True,
-    "site_sd": True,
-    "severity_effect": False,
-    "interaction_sd": True,
+# Prior name -> the kind of distribution it needs.
+PRIOR_ROLES: dict[str, str] = {
+    "intercept": "location",
+    "regimen_sd": "scale",
+    "site_sd": "scale",
+    "severity_effect": "location",
+    "interaction_sd": "scale",
+    "nonexchangeable": "location",
+    "exchangeability": "probability",
 }
-POOLING = ("none", "partial", "complete")
+_KIND_WORDS = {
+    "location": "is on the log-odds scale",
+    "scale": "is a standard deviation",
+    "probability": "is a probability",
+}
+POOLING = ("none", "partial", "complete", "exnex")
 STRUCTURE_DEFAULTS: dict[str, Any] = {
     "regimen_pooling": "partial",
     "site_effect": True,
@@ -136,6 +147,9 @@ class ModelSpec:
     severity_effect: bool
     priors: Mapping[str, Prior] = field(hash=False)
     regimen_severity_interaction: bool = False
+    # the NUTS adaptation target this model needs by default ([sampler] in TOML);
+    # None: the package default. A caller's own target_accept always wins.
+    target_accept: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "priors", dict(self.priors))
@@ -160,8 +174,10 @@ class ModelSpec:
     def required_priors(self) -> tuple[str, ...]:
         """Priors this structure uses."""
         need = ["intercept"]
-        if self.regimen_pooling == "partial":
+        if self.regimen_pooling in ("partial", "exnex"):
             need.append("regimen_sd")
+        if self.regimen_pooling == "exnex":
+            need += ["nonexchangeable", "exchangeability"]
         if self.site_effect:
             need.append("site_sd")
         if self.severity_effect:
@@ -192,6 +208,11 @@ class ModelSpec:
                 "regimen_severity_interaction": self.regimen_severity_interaction,
             },
             "priors": {k: p.to_dict() for k, p in self.priors.items()},
+            **(
+                {"sampler": {"target_accept": self.target_accept}}
+                if self.target_accept is not None
+                else {}
+            ),
         }
 
     def to_toml(self) -> str:
@@ -218,11 +239,11 @@ class ModelSpec:
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "<dict>") -> ModelSpec:
         """Validate a plain dict (as TOML gives it) into a spec."""
         where = f"{source}: "
-        unknown = set(data) - {"name", "description", "structure", "priors"}
+        unknown = set(data) - {"name", "description", "structure", "priors", "sampler"}
         if unknown:
             raise SpecError(
                 f"{where}unknown key(s) {sorted(unknown)}; allowed: name, "
-                "description, structure, priors"
+                "description, structure, priors, sampler"
             )
         name = data.get("name")
         if not isinstance(name, str) or not name:
@@ -254,12 +275,24 @@ class ModelSpec:
         if not isinstance(raw_priors, Mapping):
             raise SpecError(f"{where}[priors] must be a table")
         priors = {name_: _parse_prior(name_, body, where) for name_, body in raw_priors.items()}
-        spec = cls(name=name, description=description, priors=priors, **structure)
+        target_accept = _parse_sampler(data.get("sampler", {}), where)
+        spec = cls(
+            name=name,
+            description=description,
+            priors=priors,
+            target_accept=target_accept,
+            **structure,
+        )
         missing = [p for p in spec.required_priors() if p not in priors]
         if missing:
             raise SpecError(
                 f"{where}the structure needs prior(s) {missing}: add "
                 + ", ".join(f"[priors.{m}]" for m in missing)
+            )
+        if spec.regimen_pooling == "exnex" and priors["nonexchangeable"].dist != "Normal":
+            raise SpecError(
+                f"{where}priors.nonexchangeable must be Normal under EXNEX (the "
+                "two components of each regimen's prior are normal)"
             )
         return spec
 
@@ -324,19 +357,16 @@ def _parse_prior(name: str, body: Any, where: str) -> Prior:
             f"{where}priors.{name}: distribution {dist!r} is not allowed; "
             f"use one of {sorted(DISTRIBUTIONS)}"
         )
-    params, is_scale = DISTRIBUTIONS[dist]
-    if PRIOR_ROLES[name] and not is_scale:
-        raise SpecError(
-            f"{where}priors.{name} is a standard deviation and needs a positive "
-            f"distribution (HalfNormal, HalfStudentT, HalfCauchy, Exponential, "
-            f"GammaPrecision), "
-            f"not {dist}"
+    params, kind = DISTRIBUTIONS[dist]
+    role = PRIOR_ROLES[name]
+    if kind != role:
+        fitting = [d for d, (_, k) in DISTRIBUTIONS.items() if k == role]
+        needs = (
+            f"a positive distribution ({', '.join(fitting)})"
+            if role == "scale"
+            else " or ".join(fitting)
         )
-    if not PRIOR_ROLES[name] and is_scale:
-        raise SpecError(
-            f"{where}priors.{name} is on the log-odds scale and needs Normal or "
-            f"StudentT, not {dist}"
-        )
+        raise SpecError(f"{where}priors.{name} {_KIND_WORDS[role]} and needs {needs}, not {dist}")
     unknown = set(body) - set(params)
     missing = set(params) - set(body)
     if unknown:
@@ -353,10 +383,28 @@ def _parse_prior(name: str, body: Any, where: str) -> Prior:
             raise SpecError(f"{where}priors.{name}.{p} must be a number, not {v!r}")
         if p in _POSITIVE_PARAMS and not v > 0:
             raise SpecError(f"{where}priors.{name}.{p} must be > 0, not {v}")
+        if p == "p" and not 0 < v < 1:
+            raise SpecError(f"{where}priors.{name}.p must lie strictly between 0 and 1, not {v}")
         values[p] = float(v)
     if not isinstance(rationale, str):
         raise SpecError(f"{where}priors.{name}.rationale must be a string")
     return Prior(dist, values, rationale)
+
+
+def _parse_sampler(body: Any, where: str) -> float | None:
+    if not isinstance(body, Mapping):
+        raise SpecError(f"{where}[sampler] must be a table")
+    unknown = set(body) - {"target_accept"}
+    if unknown:
+        raise SpecError(
+            f"{where}unknown key(s) in [sampler]: {sorted(unknown)}; allowed: ['target_accept']"
+        )
+    value = body.get("target_accept")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.5 <= value < 1:
+        raise SpecError(f"{where}sampler.target_accept must be a number in [0.5, 1), not {value!r}")
+    return float(value)
 
 
 def models_dir() -> Path:

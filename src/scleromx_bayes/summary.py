@@ -236,7 +236,14 @@ def summarise(
             dim=xr.DataArray(scales, dims="parameter", name="parameter"),
         )
 
+    if "exchangeability_weight" in post:
+        ds["exchangeability_weight"] = post["exchangeability_weight"].mean(SAMPLE_DIMS)
+        if masked_regimens:
+            ds["exchangeability_weight"] = ds["exchangeability_weight"].where(~masked_r)
+
     descriptions = {
+        "exchangeability_weight": "EXNEX: posterior probability that the regimen is "
+        "exchangeable with the others (its prior probability is in the spec)",
         "p_cr_new_site": "CR probability at a new centre (site effect integrated out)",
         "p_cr_typical_site": "CR probability at a typical centre (site effect 0)",
         "p_cr_by_site": "CR probability at each observed centre",

@@ -28,7 +28,7 @@ from scipy import stats
 from scipy.special import expit
 
 from .cohort import CellTable
-from .fit import TARGET_ACCEPT, fit_cells
+from .fit import fit_cells, resolve_target_accept
 from .model import build_model, effective_structure
 from .spec import ModelSpec, load_spec
 
@@ -111,7 +111,7 @@ def sbc(
     n_bins: int = 20,
     interval: float = 0.95,
     fit_spec: ModelSpec | str | None = None,
-    target_accept: float = TARGET_ACCEPT,
+    target_accept: float | None = None,
     progress: bool = False,
 ) -> SBCResult:
     """Simulation-based calibration of ``spec`` on a fixed ``design``.
@@ -136,8 +136,8 @@ def sbc(
     fit_spec : ModelSpec or str, optional
         Fit with this spec instead of ``spec`` (same structure, other priors): a
         negative control, which a working check must flag as miscalibrated.
-    target_accept : float
-        NUTS step-size adaptation target of every fit.
+    target_accept : float, optional
+        NUTS step-size adaptation target of every fit (default: as :func:`fit`).
 
     Returns
     -------
@@ -242,7 +242,7 @@ def sbc(
         "draws": draws,
         "tune": tune,
         "chains": chains,
-        "target_accept": target_accept,
+        "target_accept": resolve_target_accept(fit_spec, target_accept),
         "n_ranks": n_ranks,
         "n_bins": n_bins,
         "interval": interval,

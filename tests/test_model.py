@@ -56,6 +56,8 @@ def test_single_level_factors_drop_their_terms():
         "site_effect": False,
         "severity_effect": False,
         "interaction": False,
+        "patient_effect": False,
+        "covariates": (),
         "priors": ("intercept",),
     }
     model = sxb.build_model(cohort.cells(), sxb.load_spec("base"))

@@ -55,6 +55,11 @@ def cell_logit(post: xr.Dataset, cells: CellTable) -> np.ndarray:
     eta = post["typical_logit"].values[..., cells.index("regimen"), cells.index("severity")]
     if "site_effect" in post:
         eta = eta + post["site_effect"].values[..., cells.index("site")]
+    if "patient_effect" in post:
+        eta = eta + post["patient_effect"].values[..., cells.index("patient")]
+    if "covariate_effect" in post:
+        x = cells.frame[list(cells.covariates)].to_numpy(dtype=np.float64)
+        eta = eta + post["covariate_effect"].values @ x.T
     return eta
 
 
@@ -84,13 +89,24 @@ def pointwise_log_likelihood(fit: Fit, level: Level = "episode") -> xr.DataArray
         # within a cell, the first y episodes are the responders
         rank = np.concatenate([np.arange(k) for k in n]) if len(n) else np.array([], int)
         response = rank < y[cell_of]
+        # one canonical order of episodes whatever a model's cells are (with or without
+        # patients), so two models' pointwise terms pair up episode by episode
+        keys = pd.DataFrame(
+            {c: frame[c].to_numpy()[cell_of] for c in ("regimen", "site", "severity")}
+        )
+        keys["response"] = response.astype(np.int8)
+        sort_by = ["regimen", "site", "severity", "response"]
+        if "patient" in frame:
+            keys["patient"] = frame["patient"].to_numpy()[cell_of]
+            sort_by.append("patient")
+        order = keys.sort_values(sort_by, kind="stable").index.to_numpy()
+        cell_of, response = cell_of[order], response[order]
         e = eta[..., cell_of]
         ll = np.where(response, log_expit(e), log_expit(-e))
         obs = {
-            c: ("observation", frame[c].to_numpy()[cell_of])
-            for c in ("regimen", "site", "severity")
+            c: ("observation", keys[c].to_numpy()[order])
+            for c in ("regimen", "site", "severity", "response")
         }
-        obs["response"] = ("observation", response.astype(np.int8))
     return xr.DataArray(
         ll,
         dims=("chain", "draw", "observation"),
@@ -146,16 +162,31 @@ def compare(fits: Mapping[str, Fit], level: Level = "episode") -> pd.DataFrame:
 
     if len(fits) < 2:
         raise ValueError("compare needs at least two fits")
-    first = next(iter(fits.values()))
-    for name, f in fits.items():
-        same_data = f.data.get("fingerprint") == first.data.get("fingerprint")
-        same_cells = f.cells.frame[["n", "y"]].equals(first.cells.frame[["n", "y"]])
-        if not (same_data and same_cells):
-            raise ValueError(
-                f"fit {name!r} is not of the same data and outcome as the "
-                "others: LOO compares models of the same observations only"
-            )
     trees = {name: _with_log_likelihood(f, level) for name, f in fits.items()}
+    first_name, first = next(iter(fits.items()))
+    reference = trees[first_name]["log_likelihood"]["responders"]
+    for name, f in fits.items():
+        ll = trees[name]["log_likelihood"]["responders"]
+        same = (
+            f.data.get("fingerprint") == first.data.get("fingerprint")
+            and ll.sizes["observation"] == reference.sizes["observation"]
+            and all(
+                np.array_equal(ll[c].values, reference[c].values)
+                for c in ("regimen", "site", "severity", "response")
+                if c in reference.coords
+            )
+        )
+        if not same:
+            hint = (
+                " (models with and without a patient effect have different cells: compare "
+                "them at level='episode')"
+                if level == "cell"
+                else ""
+            )
+            raise ValueError(
+                f"fit {name!r} is not of the same data and outcome as the others: LOO "
+                f"compares models of the same observations only{hint}"
+            )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         table = az.compare(trees, var_name="responders", round_to="none")

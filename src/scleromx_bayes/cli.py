@@ -256,7 +256,10 @@ def fit_command(
     spec = _spec(model)
     cohort = _load(data, kind)
     definition = OutcomeDefinition(outcome.value, ne=ne.value)
-    cohort.cells(definition)  # raises here, before any output, if the outcome needs a column
+    from .fit import cells_for
+
+    # raises here, before any output, if the outcome or the model needs a column
+    cells_for(cohort, spec, definition)
     _run_fit(
         cohort,
         spec,
@@ -450,7 +453,7 @@ def compare_command(
 ) -> None:
     """Compare models of DATA by PSIS-LOO (ArviZ), with Pareto-k warnings."""
     from .checks import compare
-    from .fit import fit
+    from .fit import cells_for, fit
     from .io import atomic_path
 
     models = list(models or ["base", "no_pooling", "complete_pooling"])
@@ -463,7 +466,8 @@ def compare_command(
     specs = {m: _spec(m) for m in models}
     cohort = _load(data, kind)
     definition = OutcomeDefinition(outcome.value, ne=ne.value)
-    cohort.cells(definition)
+    for spec in specs.values():
+        cells_for(cohort, spec, definition)  # bad input fails before any fit
     fits = {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -21,7 +21,7 @@ import hashlib
 import io
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -150,11 +150,15 @@ class CellTable:
     episodes, ``y`` the number of responders.
     """
 
-    frame: pd.DataFrame  # columns: regimen, site, severity, n, y
+    frame: pd.DataFrame  # columns: regimen, site, severity, [patient], [covariates], n, y
     regimens: tuple[str, ...]
     sites: tuple[str, ...]
     severities: tuple[str, ...]
     outcome: OutcomeDefinition
+    # by patient: one cell per patient x regimen x site x severity (episode level)
+    patients: tuple[str, ...] = ()
+    # standardised covariate columns of frame (mean 0, SD 1 over the cohort's episodes)
+    covariates: tuple[str, ...] = ()
 
     @property
     def n(self) -> np.ndarray:
@@ -165,14 +169,19 @@ class CellTable:
         return self.frame["y"].to_numpy(dtype=np.int64)
 
     def index(self, factor: str) -> np.ndarray:
-        """Integer codes of ``factor`` ('regimen', 'site' or 'severity') per cell."""
-        levels = {"regimen": self.regimens, "site": self.sites, "severity": self.severities}[factor]
+        """Integer codes of ``factor`` ('regimen', 'site', 'severity', 'patient') per cell."""
+        levels = {
+            "regimen": self.regimens,
+            "site": self.sites,
+            "severity": self.severities,
+            "patient": self.patients,
+        }[factor]
         return pd.Categorical(self.frame[factor], categories=list(levels)).codes.astype(np.int64)
 
     def with_counts(self, n: np.ndarray, y: np.ndarray) -> CellTable:
         """Same cells, new counts (used for leave-out and simulated data)."""
         frame = self.frame.assign(n=np.asarray(n, dtype=np.int64), y=np.asarray(y, dtype=np.int64))
-        return CellTable(frame, self.regimens, self.sites, self.severities, self.outcome)
+        return replace(self, frame=frame)
 
     def count_grid(self) -> tuple[np.ndarray, np.ndarray]:
         """``(n, y)`` as arrays over regimen x severity x site, zero where no cell."""
@@ -213,6 +222,12 @@ class Cohort:
     source: str = "<DataFrame>"
     synthetic: bool = False
     extra_columns: tuple[str, ...] = field(default=())
+    # the file row of each table row (header = row 1), for errors found after reading
+    source_rows: tuple[int, ...] = field(default=(), repr=False)
+
+    @property
+    def row_numbers(self) -> tuple[int, ...]:
+        return self.source_rows or tuple(range(2, len(self.table) + 2))
 
     # -- derived views -------------------------------------------------
     @property
@@ -232,8 +247,19 @@ class Cohort:
         frame.to_csv(buf, index=False, lineterminator="\n")
         return "sha256:" + hashlib.sha256(buf.getvalue().encode()).hexdigest()
 
-    def cells(self, outcome: OutcomeDefinition | None = None) -> CellTable:
+    def cells(
+        self,
+        outcome: OutcomeDefinition | None = None,
+        *,
+        by_patient: bool = False,
+        covariates: Sequence[str] = (),
+    ) -> CellTable:
         """Aggregate to regimen x site x severity cells under an outcome definition.
+
+        ``by_patient`` splits cells by patient (for a patient random effect: each
+        cell is then one patient's episodes of one regimen at one severity);
+        ``covariates`` names numeric extra columns, standardised over the cohort's
+        episodes and added to the cell keys. Both need an episode table.
 
         Examples
         --------
@@ -244,8 +270,27 @@ class Cohort:
         """
         outcome = outcome or OutcomeDefinition()
         keys = ["regimen", "site", "severity"]
+        covariates = tuple(covariates)
+        if (by_patient or covariates) and self.kind != "episodes":
+            what = "a patient random effect" if by_patient else f"covariates {list(covariates)}"
+            raise CohortError(
+                [
+                    Problem(
+                        self.source,
+                        f"{what} needs an episode table (one row "
+                        "per patient x episode); a counts table "
+                        "has no patients or covariate values",
+                    )
+                ]
+            )
         if self.kind == "episodes":
             t = self.table
+            if by_patient:
+                t = t.assign(patient=t["patient_id"])
+                keys.append("patient")
+            if covariates:
+                t = t.assign(**self._standardised(covariates))
+                keys += list(covariates)
             resp = t["response"]
             success = resp.eq("CR") | (resp.eq("PR") if outcome.response == "orr" else False)
             ne = resp.eq("NE")
@@ -278,20 +323,66 @@ class Cohort:
                 n, y = t["n"], y + n_ne
             agg = t[keys].assign(n=n, y=y).groupby(keys, sort=False, observed=True).sum()
         frame = agg.reset_index()
+        patients = tuple(sorted(set(frame["patient"]))) if by_patient else ()
         order = {
             "regimen": {v: i for i, v in enumerate(self.regimens)},
             "site": {v: i for i, v in enumerate(self.sites)},
             "severity": {v: i for i, v in enumerate(self.severities)},
+            "patient": {v: i for i, v in enumerate(patients)},
         }
-        frame = frame.sort_values(keys, key=lambda col: col.map(order[col.name])).reset_index(
-            drop=True
-        )
+        frame = frame.sort_values(
+            keys, key=lambda col: col.map(order[col.name]) if col.name in order else col
+        ).reset_index(drop=True)
         frame = frame.astype(
             {"regimen": str, "site": str, "severity": str, "n": np.int64, "y": np.int64}
         )
         return CellTable(
-            frame[keys + ["n", "y"]], self.regimens, self.sites, self.severities, outcome
+            frame[keys + ["n", "y"]],
+            self.regimens,
+            self.sites,
+            self.severities,
+            outcome,
+            patients=patients,
+            covariates=covariates,
         )
+
+    def _standardised(self, covariates: Sequence[str]) -> dict[str, np.ndarray]:
+        """Numeric covariate columns scaled to mean 0, SD 1; errors name row and column."""
+        problems, out = [], {}
+        for col in covariates:
+            if col not in self.table.columns:
+                problems.append(
+                    Problem(
+                        self.source,
+                        f"covariate column is missing; extra "
+                        f"columns are {list(self.extra_columns)}",
+                        column=col,
+                    )
+                )
+                continue
+            values = pd.to_numeric(self.table[col].map(_collapse), errors="coerce")
+            for i in self.table.index[values.isna()]:
+                problems.append(
+                    Problem(
+                        self.source,
+                        f"covariate value {_collapse(self.table.at[i, col])!r} is not a number",
+                        row=int(self.row_numbers[i]),
+                        column=col,
+                    )
+                )
+            sd = float(values.std(ddof=0))
+            if not problems and not sd > 0:
+                problems.append(
+                    Problem(
+                        self.source,
+                        "covariate takes one value only: nothing to estimate",
+                        column=col,
+                    )
+                )
+            out[col] = ((values - values.mean()) / (sd or 1.0)).to_numpy()
+        if problems:
+            raise CohortError(problems)
+        return out
 
     def without_sites(self, sites: Sequence[str]) -> Cohort:
         """The cohort with every row of ``sites`` removed (levels recomputed)."""
@@ -302,6 +393,7 @@ class Cohort:
         return self._subset(~self.table["regimen"].isin(list(regimens)))
 
     def _subset(self, keep: pd.Series) -> Cohort:
+        rows = tuple(r for r, k in zip(self.row_numbers, keep, strict=True) if k)
         table = self.table[keep].reset_index(drop=True)
         if table.empty:
             raise CohortError([Problem(self.source, "no rows left after the subset")])
@@ -315,6 +407,7 @@ class Cohort:
             source=self.source,
             synthetic=self.synthetic,
             extra_columns=self.extra_columns,
+            source_rows=rows,
         )
 
 
@@ -587,6 +680,7 @@ def read_cohort(
             )
     if problems:
         raise CohortError(problems)
+    source_rows = tuple(int(rows[i]) for i in frame.index)
     frame = frame.reset_index(drop=True)
     return Cohort(
         table=frame,
@@ -597,6 +691,7 @@ def read_cohort(
         source=source,
         synthetic=synthetic,
         extra_columns=extra,
+        source_rows=source_rows,
     )
 
 

@@ -53,7 +53,7 @@ def clear_compiled_cache() -> None:
 
 def _layout_key(cells: CellTable, spec: ModelSpec) -> tuple:
     eff = effective_structure(spec, cells)
-    cell_keys = tuple(map(tuple, cells.frame[["regimen", "site", "severity"]].to_numpy()))
+    cell_keys = tuple(map(tuple, cells.frame.drop(columns=["n", "y"]).to_numpy()))
     # every structural switch and every prior family, by name, so a new structure
     # can never share a compiled model with an old one by accident
     structure = tuple((k, v) for k, v in eff.items() if k != "priors")
@@ -377,6 +377,8 @@ def fit_cells(
             "site_sd",
             "interaction_sd",
             "typical_logit",
+            "patient_sd",
+            "covariate_effect",
         )
     ]
     diagnostics = diagnose(tree, free, rhat_max=rhat_max, ess_min=ess_min)
@@ -460,7 +462,7 @@ def fit(
     if isinstance(spec, str):
         spec = load_spec(spec)
     outcome = outcome or OutcomeDefinition()
-    cells = cohort.cells(outcome)
+    cells = cells_for(cohort, spec, outcome)
     info = data_info(cohort, outcome)
     return fit_cells(
         cells,
@@ -477,6 +479,12 @@ def fit(
         ess_min=ess_min,
         target_accept=target_accept,
     )
+
+
+def cells_for(cohort: Cohort, spec: ModelSpec, outcome: OutcomeDefinition | None = None):
+    """The cells a spec needs: split by patient for a patient effect, keyed by its
+    covariates when it has some."""
+    return cohort.cells(outcome, by_patient=spec.patient_effect, covariates=spec.covariates)
 
 
 def data_info(cohort: Cohort, outcome: OutcomeDefinition) -> dict:

@@ -49,6 +49,19 @@ def effective_structure(spec: ModelSpec, cells: CellTable) -> dict:
     severity = spec.severity_effect and len(cells.severities) > 1
     # an interaction needs both factors to vary (and a severity term to depart from)
     interaction = spec.regimen_severity_interaction and severity and len(cells.regimens) > 1
+    if spec.patient_effect and not cells.patients:
+        raise ValueError(
+            "the spec has a patient effect but the cells were aggregated without "
+            "patients: build them with fit.cells_for(cohort, spec)"
+        )
+    if tuple(spec.covariates) != tuple(cells.covariates):
+        raise ValueError(
+            f"the spec's covariates {list(spec.covariates)} differ from the cells' "
+            f"{list(cells.covariates)}: build them with fit.cells_for(cohort, spec)"
+        )
+    # a per-patient effect is identified only by patients seen in more than one cell
+    patient = spec.patient_effect and len(cells.frame) > len(cells.patients) > 1
+    covariates = tuple(spec.covariates)
     priors = ["intercept"]
     if pooling in ("partial", "exnex"):
         priors.append("regimen_sd")
@@ -60,11 +73,17 @@ def effective_structure(spec: ModelSpec, cells: CellTable) -> dict:
         priors.append("severity_effect")
     if interaction:
         priors.append("interaction_sd")
+    if patient:
+        priors.append("patient_sd")
+    if covariates:
+        priors.append("covariate_effect")
     return {
         "regimen_pooling": pooling,
         "site_effect": site,
         "severity_effect": severity,
         "interaction": interaction,
+        "patient_effect": patient,
+        "covariates": covariates,
         "priors": tuple(priors),
     }
 
@@ -133,6 +152,10 @@ def build_model(cells: CellTable, spec: ModelSpec) -> pm.Model:
     }
     if eff["severity_effect"]:
         coords["severity_vs_reference"] = list(cells.severities[1:])
+    if eff["patient_effect"]:
+        coords["patient"] = list(cells.patients)
+    if eff["covariates"]:
+        coords["covariate"] = list(eff["covariates"])
     r_idx, s_idx, k_idx = cells.index("regimen"), cells.index("site"), cells.index("severity")
 
     with pm.Model(coords=coords) as model:
@@ -193,6 +216,23 @@ def build_model(cells: CellTable, spec: ModelSpec) -> pm.Model:
             w = pm.Normal("site_z", 0.0, 1.0, dims="site")
             site_effect = pm.Deterministic("site_effect", site_sd * w, dims="site")
             eta = eta + site_effect[s_idx]
+
+        if eff["patient_effect"]:
+            patient_sd = _prior_rv("patient_sd", "patient_sd", spec.prior("patient_sd"))
+            v = pm.Normal("patient_z", 0.0, 1.0, dims="patient")
+            patient_effect = pm.Deterministic("patient_effect", patient_sd * v, dims="patient")
+            eta = eta + patient_effect[cells.index("patient")]
+
+        if eff["covariates"]:
+            # standardised values are part of the layout (the cells' keys), not data
+            x = cells.frame[list(eff["covariates"])].to_numpy(dtype=np.float64)
+            beta = _prior_rv(
+                "covariate_effect",
+                "covariate_effect",
+                spec.prior("covariate_effect"),
+                dims="covariate",
+            )
+            eta = eta + pt.dot(pt.as_tensor(x), beta)
 
         pm.Binomial("responders", n=n, logit_p=eta, observed=y, dims="cell")
     return model

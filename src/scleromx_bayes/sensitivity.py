@@ -46,7 +46,7 @@ import pandas as pd
 import xarray as xr
 
 from .cohort import CellTable, Cohort, OutcomeDefinition
-from .fit import ESS_MIN, RHAT_MAX, Fit, data_info, fit_cells
+from .fit import ESS_MIN, RHAT_MAX, Fit, cells_for, data_info, fit_cells
 from .io import atomic_path, read_dataset, write_dataset
 from .spec import ModelSpec, SpecError, load_spec, models_dir
 from .summary import SYNTHETIC_NOTE, _versions, choose_reference, summarise
@@ -403,7 +403,7 @@ def resolve(cohort: Cohort, grid: Grid, scenario: Scenario) -> ScenarioInputs:
         spec.with_overrides(overrides, name=f"{spec.name}:{scenario.name}") if overrides else spec
     )
     outcome = OutcomeDefinition(get("outcome"), ne=get("ne_policy"))
-    cells = cohort.cells(outcome)
+    cells = cells_for(cohort, spec, outcome)
 
     excluded_sites: list[str] = []
     site = get("leave_out_site")
@@ -937,7 +937,7 @@ def tipping_point(
         raise ValueError(f"regimen {regimen!r} is not in the data")
     ref = choose_reference(cohort.regimens, reference)
     severity = severity or cohort.severities[0]
-    cells = cohort.cells()
+    cells = cells_for(cohort, spec)
     info = data_info(cohort, OutcomeDefinition())
     prob, rd = [], []
     for v in values:

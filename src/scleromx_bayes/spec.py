@@ -33,6 +33,12 @@ Prior names (all on the log-odds scale):
     SD of the regimen x severity interaction on the log-odds (only with
     ``regimen_severity_interaction = true``): how far one regimen's severity shift
     may depart from the common one.
+``patient_sd``
+    between-patient SD of the log-odds (``patient_effect = true``), for patients with
+    episodes in several cells; the likelihood is then per patient and cell.
+``covariate_effect``
+    log odds ratio per SD of each covariate in ``structure.covariates`` (extra
+    numeric columns of an episode table, standardised).
 ``severity_effect``
     shift in log-odds for each severity level against the reference level.
 """
@@ -81,6 +87,8 @@ PRIOR_ROLES: dict[str, str] = {
     "severity_effect": "location",
     "interaction_sd": "scale",
     "nonexchangeable": "location",
+    "patient_sd": "scale",
+    "covariate_effect": "location",
     "exchangeability": "probability",
 }
 _KIND_WORDS = {
@@ -94,6 +102,8 @@ STRUCTURE_DEFAULTS: dict[str, Any] = {
     "site_effect": True,
     "severity_effect": True,
     "regimen_severity_interaction": False,
+    "patient_effect": False,
+    "covariates": [],
 }
 _POSITIVE_PARAMS = {"sigma", "nu", "beta", "lam", "alpha"}
 
@@ -147,12 +157,15 @@ class ModelSpec:
     severity_effect: bool
     priors: Mapping[str, Prior] = field(hash=False)
     regimen_severity_interaction: bool = False
+    patient_effect: bool = False
+    covariates: tuple[str, ...] = ()
     # the NUTS adaptation target this model needs by default ([sampler] in TOML);
     # None: the package default. A caller's own target_accept always wins.
     target_accept: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "priors", dict(self.priors))
+        object.__setattr__(self, "covariates", tuple(self.covariates))
 
     def __hash__(self) -> int:
         return hash(
@@ -184,6 +197,10 @@ class ModelSpec:
             need.append("severity_effect")
         if self.regimen_severity_interaction:
             need.append("interaction_sd")
+        if self.patient_effect:
+            need.append("patient_sd")
+        if self.covariates:
+            need.append("covariate_effect")
         return tuple(need)
 
     def structure_key(self) -> tuple:
@@ -193,6 +210,8 @@ class ModelSpec:
             self.site_effect,
             self.severity_effect,
             self.regimen_severity_interaction,
+            self.patient_effect,
+            self.covariates,
             tuple((k, self.priors[k].dist) for k in self.required_priors() if k in self.priors),
         )
 
@@ -206,6 +225,8 @@ class ModelSpec:
                 "site_effect": self.site_effect,
                 "severity_effect": self.severity_effect,
                 "regimen_severity_interaction": self.regimen_severity_interaction,
+                "patient_effect": self.patient_effect,
+                "covariates": list(self.covariates),
             },
             "priors": {k: p.to_dict() for k, p in self.priors.items()},
             **(
@@ -267,7 +288,18 @@ class ModelSpec:
                 f"{where}structure.regimen_pooling must be one of {list(POOLING)}, "
                 f"not {structure['regimen_pooling']!r}"
             )
-        for key in ("site_effect", "severity_effect", "regimen_severity_interaction"):
+        covs = structure["covariates"]
+        if not isinstance(covs, list | tuple) or not all(isinstance(c, str) and c for c in covs):
+            raise SpecError(f"{where}structure.covariates must be a list of column names")
+        if len(set(covs)) != len(covs):
+            raise SpecError(f"{where}structure.covariates names a column twice: {list(covs)}")
+        structure["covariates"] = tuple(covs)
+        for key in (
+            "site_effect",
+            "severity_effect",
+            "regimen_severity_interaction",
+            "patient_effect",
+        ):
             if not isinstance(structure[key], bool):
                 raise SpecError(f"{where}structure.{key} must be true or false")
 

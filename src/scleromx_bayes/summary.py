@@ -62,21 +62,38 @@ def posterior_probabilities(fit: Fit) -> dict[str, xr.DataArray]:
     cells = fit.cells
     eta = post["typical_logit"]  # regimen x severity log-odds at a site with effect 0
     typical = xr.apply_ufunc(expit, eta)
-    if "site_sd" in post:
-        # E[expit(eta + sd*Z)], Z ~ N(0,1): sum_i w_i/sqrt(pi) expit(eta + sd*sqrt(2)*x_i)
-        nodes = xr.DataArray(np.sqrt(2.0) * _GH_NODES, dims="node")
-        weights = xr.DataArray(_GH_WEIGHTS / np.sqrt(np.pi), dims="node")
-        new_site = (xr.apply_ufunc(expit, eta + post["site_sd"] * nodes) * weights).sum("node")
-        by_site = xr.apply_ufunc(expit, eta + post["site_effect"])
+    zero = xr.DataArray(0.0)
+    site_sd = post["site_sd"] if "site_sd" in post else zero
+    patient_sd = post["patient_sd"] if "patient_sd" in post else zero
+    if "site_sd" in post or "patient_sd" in post:
+        # a new patient at a new centre: both random effects integrated out
+        new_site = _expected_expit(eta, np.sqrt(site_sd**2 + patient_sd**2))
     else:
         new_site = typical
-        by_site = typical.expand_dims(site=list(cells.sites))
+    if "site_effect" in post:
+        by_site = eta + post["site_effect"]
+        # at an observed centre, a new patient: the patient effect integrated out
+        by_site = (
+            _expected_expit(by_site, patient_sd)
+            if "patient_sd" in post
+            else xr.apply_ufunc(expit, by_site)
+        )
+    else:
+        by_site = new_site.expand_dims(site=list(cells.sites))
     order = ("chain", "draw", "regimen", "severity")
     return {
         "new_site": new_site.transpose(*order),
         "typical_site": typical.transpose(*order),
         "by_site": by_site.transpose(*order, "site"),
     }
+
+
+def _expected_expit(eta: xr.DataArray, sd: xr.DataArray) -> xr.DataArray:
+    """E[expit(eta + sd * Z)], Z ~ N(0, 1), per draw, by 40-node Gauss-Hermite:
+    sum_i w_i / sqrt(pi) * expit(eta + sd * sqrt(2) * x_i)."""
+    nodes = xr.DataArray(np.sqrt(2.0) * _GH_NODES, dims="node")
+    weights = xr.DataArray(_GH_WEIGHTS / np.sqrt(np.pi), dims="node")
+    return (xr.apply_ufunc(expit, eta + sd * nodes) * weights).sum("node")
 
 
 def _rank_probabilities(p: xr.DataArray, masked: Sequence[str] = ()) -> xr.DataArray:
@@ -229,12 +246,15 @@ def summarise(
     if masked_sites:
         ds["p_cr_by_site"] = ds["p_cr_by_site"].where(~masked_s)
     post = fit.posterior["posterior"].to_dataset()
-    scales = [v for v in ("regimen_sd", "site_sd", "interaction_sd") if v in post]
+    scales = [v for v in ("regimen_sd", "site_sd", "interaction_sd", "patient_sd") if v in post]
     if scales:
         ds["scale_parameters"] = xr.concat(
             [describe(post[v], hdi_prob) for v in scales],
             dim=xr.DataArray(scales, dims="parameter", name="parameter"),
         )
+
+    if "covariate_effect" in post:
+        ds["covariate_effect"] = describe(post["covariate_effect"], hdi_prob)
 
     if "exchangeability_weight" in post:
         ds["exchangeability_weight"] = post["exchangeability_weight"].mean(SAMPLE_DIMS)
@@ -242,6 +262,8 @@ def summarise(
             ds["exchangeability_weight"] = ds["exchangeability_weight"].where(~masked_r)
 
     descriptions = {
+        "covariate_effect": "log odds ratio of CR per SD of the covariate (probabilities "
+        "above are at every covariate's mean)",
         "exchangeability_weight": "EXNEX: posterior probability that the regimen is "
         "exchangeable with the others (its prior probability is in the spec)",
         "p_cr_new_site": "CR probability at a new centre (site effect integrated out)",
@@ -254,7 +276,7 @@ def summarise(
         "rank_probability": "probability of each rank within severity (1 = highest CR)",
         "n_evaluable": "evaluable episodes the fit used (aggregated counts)",
         "n_responders": "responders the fit used (aggregated counts)",
-        "scale_parameters": "between-regimen and between-site SD of log-odds",
+        "scale_parameters": "between-regimen, between-site (and other) SDs of log-odds",
     }
     for name, text in descriptions.items():
         if name in ds:

@@ -58,6 +58,7 @@ def test_single_level_factors_drop_their_terms():
         "interaction": False,
         "patient_effect": False,
         "covariates": (),
+        "ordinal": False,
         "priors": ("intercept",),
     }
     model = sxb.build_model(cohort.cells(), sxb.load_spec("base"))

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from scipy import stats
-from scipy.special import expit, log_expit
+from scipy.special import expit, gammaln, log_expit
 
 from .cohort import CellTable
 from .io import atomic_path
@@ -78,6 +78,9 @@ def pointwise_log_likelihood(fit: Fit, level: Level = "episode") -> xr.DataArray
     eta = cell_logit(fit.posterior["posterior"].to_dataset(), cells)
     n, y = cells.n, cells.y
     frame = cells.frame
+    post = fit.posterior["posterior"]
+    if "cutpoint_gap" in post:
+        return _ordinal_log_likelihood(fit, eta, post["cutpoint_gap"].values, level)
     if level == "cell":
         used = np.flatnonzero(n > 0)
         ll = stats.binom.logpmf(y[used], n[used], expit(eta[..., used]))
@@ -106,6 +109,52 @@ def pointwise_log_likelihood(fit: Fit, level: Level = "episode") -> xr.DataArray
         obs = {
             c: ("observation", keys[c].to_numpy()[order])
             for c in ("regimen", "site", "severity", "response")
+        }
+    return xr.DataArray(
+        ll,
+        dims=("chain", "draw", "observation"),
+        coords={"observation": np.arange(ll.shape[-1]), **obs},
+        name="responders",
+    )
+
+
+def _ordinal_log_likelihood(
+    fit: Fit, eta: np.ndarray, gap: np.ndarray, level: Level
+) -> xr.DataArray:
+    """The ordinal model's own (categorical) pointwise log-likelihood: an episode's
+    ``response`` is its category, 0 = NR, 1 = PR, 2 = CR."""
+    from .model import ordinal_counts
+
+    cells = fit.cells
+    gap = gap[..., None]
+    log_odds_cr = eta - gap * (cells.outcome.response == "orr")
+    p_cr, p_ge = expit(log_odds_cr), expit(log_odds_cr + gap)
+    log_p = np.log(np.stack([1 - p_ge, p_ge - p_cr, p_cr], axis=-1))  # chain, draw, cell, 3
+    counts = ordinal_counts(cells)
+    frame = cells.frame
+    if level == "cell":
+        used = np.flatnonzero(cells.n > 0)
+        c = counts[used]
+        ll = gammaln(cells.n[used] + 1) - gammaln(c + 1).sum(-1) + (c * log_p[..., used, :]).sum(-1)
+        obs = {
+            k: ("observation", frame[k].to_numpy()[used]) for k in ("regimen", "site", "severity")
+        }
+    else:
+        cell_of = np.repeat(np.arange(len(frame)), cells.n)
+        category = np.concatenate([np.repeat([0, 1, 2], row) for row in counts]).astype(np.int8)
+        keys = pd.DataFrame(
+            {k: frame[k].to_numpy()[cell_of] for k in ("regimen", "site", "severity")}
+        )
+        keys["response"] = category
+        sort_by = ["regimen", "site", "severity", "response"]
+        if "patient" in frame:
+            keys["patient"] = frame["patient"].to_numpy()[cell_of]
+            sort_by.append("patient")
+        order = keys.sort_values(sort_by, kind="stable").index.to_numpy()
+        ll = log_p[..., cell_of[order], category[order]]
+        obs = {
+            k: ("observation", keys[k].to_numpy()[order])
+            for k in ("regimen", "site", "severity", "response")
         }
     return xr.DataArray(
         ll,

@@ -150,7 +150,7 @@ class CellTable:
     episodes, ``y`` the number of responders.
     """
 
-    frame: pd.DataFrame  # columns: regimen, site, severity, [patient], [covariates], n, y
+    frame: pd.DataFrame  # regimen, site, severity, [patient], [covariates], n, y, [n_pr]
     regimens: tuple[str, ...]
     sites: tuple[str, ...]
     severities: tuple[str, ...]
@@ -178,9 +178,16 @@ class CellTable:
         }[factor]
         return pd.Categorical(self.frame[factor], categories=list(levels)).codes.astype(np.int64)
 
-    def with_counts(self, n: np.ndarray, y: np.ndarray) -> CellTable:
-        """Same cells, new counts (used for leave-out and simulated data)."""
-        frame = self.frame.assign(n=np.asarray(n, dtype=np.int64), y=np.asarray(y, dtype=np.int64))
+    def with_counts(
+        self, n: np.ndarray, y: np.ndarray, n_pr: np.ndarray | None = None
+    ) -> CellTable:
+        """Same cells, new counts (used for leave-out and simulated data). Partial
+        responses, where the table has them, are kept, and zeroed where ``n = 0``."""
+        n, y = np.asarray(n, dtype=np.int64), np.asarray(y, dtype=np.int64)
+        frame = self.frame.assign(n=n, y=y)
+        if "n_pr" in frame:
+            kept = frame["n_pr"].to_numpy() if n_pr is None else np.asarray(n_pr)
+            frame["n_pr"] = np.where(n == 0, 0, kept).astype(np.int64)
         return replace(self, frame=frame)
 
     def count_grid(self) -> tuple[np.ndarray, np.ndarray]:
@@ -300,7 +307,9 @@ class Cohort:
                 n, y = pd.Series(1, index=t.index), success.astype(int)
             else:
                 n, y = pd.Series(1, index=t.index), (success | ne).astype(int)
-            agg = t[keys].assign(n=n, y=y).groupby(keys, sort=False, observed=True).sum()
+            # partial responses among n (never NE), for the ordinal model
+            n_pr = resp.eq("PR").astype(int)
+            agg = t[keys].assign(n=n, y=y, n_pr=n_pr).groupby(keys, sort=False, observed=True).sum()
         else:
             t = self.table
             if outcome.response == "orr" and "n_pr" not in t:
@@ -321,7 +330,8 @@ class Cohort:
                 n = t["n"]
             else:
                 n, y = t["n"], y + n_ne
-            agg = t[keys].assign(n=n, y=y).groupby(keys, sort=False, observed=True).sum()
+            extra = {"n_pr": t["n_pr"]} if "n_pr" in t else {}
+            agg = t[keys].assign(n=n, y=y, **extra).groupby(keys, sort=False, observed=True).sum()
         frame = agg.reset_index()
         patients = tuple(sorted(set(frame["patient"]))) if by_patient else ()
         order = {
@@ -336,8 +346,9 @@ class Cohort:
         frame = frame.astype(
             {"regimen": str, "site": str, "severity": str, "n": np.int64, "y": np.int64}
         )
+        counts = ["n", "y"] + (["n_pr"] if "n_pr" in frame else [])
         return CellTable(
-            frame[keys + ["n", "y"]],
+            frame[keys + counts].astype({c: np.int64 for c in counts}),
             self.regimens,
             self.sites,
             self.severities,

@@ -20,8 +20,8 @@ import arviz as az
 import numpy as np
 import xarray as xr
 
-from .cohort import CellTable, Cohort, OutcomeDefinition
-from .model import build_model, effective_structure, hyperparameter_values
+from .cohort import CellTable, Cohort, CohortError, OutcomeDefinition, Problem
+from .model import build_model, data_values, effective_structure, hyperparameter_values
 from .spec import ModelSpec, load_spec
 
 if TYPE_CHECKING:
@@ -254,13 +254,7 @@ def _sample_nutpie(
     t0 = time.perf_counter()
     compiled, fresh = compiled_for(cells, spec)
     t1 = time.perf_counter()
-    values = {
-        "n_evaluable": cells.n,
-        "n_responders": cells.y,
-        "regimen_prior_shift": shift,
-        **hyperparameter_values(spec, cells),
-    }
-    compiled = compiled.with_data(**values)
+    compiled = compiled.with_data(**data_values(cells, spec, shift))
     tree = nutpie.sample(
         compiled,
         draws=draws,
@@ -379,6 +373,7 @@ def fit_cells(
             "typical_logit",
             "patient_sd",
             "covariate_effect",
+            "cutpoint_gap",
         )
     ]
     diagnostics = diagnose(tree, free, rhat_max=rhat_max, ess_min=ess_min)
@@ -484,7 +479,19 @@ def fit(
 def cells_for(cohort: Cohort, spec: ModelSpec, outcome: OutcomeDefinition | None = None):
     """The cells a spec needs: split by patient for a patient effect, keyed by its
     covariates when it has some."""
-    return cohort.cells(outcome, by_patient=spec.patient_effect, covariates=spec.covariates)
+    cells = cohort.cells(outcome, by_patient=spec.patient_effect, covariates=spec.covariates)
+    if spec.response_scale == "ordinal" and "n_pr" not in cells.frame:
+        raise CohortError(
+            [
+                Problem(
+                    cohort.source,
+                    "the ordinal model needs partial responses: "
+                    "use an episode table, or add an n_pr column to the counts",
+                    column="n_pr",
+                )
+            ]
+        )
+    return cells
 
 
 def data_info(cohort: Cohort, outcome: OutcomeDefinition) -> dict:

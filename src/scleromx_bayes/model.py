@@ -24,7 +24,13 @@ import pytensor.tensor as pt
 from .cohort import CellTable
 from .spec import ModelSpec, Prior
 
-__all__ = ["build_model", "hyperparameter_values", "effective_structure"]
+__all__ = [
+    "build_model",
+    "data_values",
+    "effective_structure",
+    "hyperparameter_values",
+    "ordinal_counts",
+]
 
 
 def _data_name(prior_name: str, param: str) -> str:
@@ -62,6 +68,12 @@ def effective_structure(spec: ModelSpec, cells: CellTable) -> dict:
     # a per-patient effect is identified only by patients seen in more than one cell
     patient = spec.patient_effect and len(cells.frame) > len(cells.patients) > 1
     covariates = tuple(spec.covariates)
+    ordinal = spec.response_scale == "ordinal"
+    if ordinal and "n_pr" not in cells.frame:
+        raise ValueError(
+            "the ordinal model needs partial responses: an episode table, or a "
+            "counts table with an n_pr column"
+        )
     priors = ["intercept"]
     if pooling in ("partial", "exnex"):
         priors.append("regimen_sd")
@@ -77,6 +89,8 @@ def effective_structure(spec: ModelSpec, cells: CellTable) -> dict:
         priors.append("patient_sd")
     if covariates:
         priors.append("covariate_effect")
+    if ordinal:
+        priors.append("cutpoint_gap")
     return {
         "regimen_pooling": pooling,
         "site_effect": site,
@@ -84,6 +98,7 @@ def effective_structure(spec: ModelSpec, cells: CellTable) -> dict:
         "interaction": interaction,
         "patient_effect": patient,
         "covariates": covariates,
+        "ordinal": ordinal,
         "priors": tuple(priors),
     }
 
@@ -156,11 +171,12 @@ def build_model(cells: CellTable, spec: ModelSpec) -> pm.Model:
         coords["patient"] = list(cells.patients)
     if eff["covariates"]:
         coords["covariate"] = list(eff["covariates"])
+    if eff["ordinal"]:
+        coords["category"] = ["NR", "PR", "CR"]
     r_idx, s_idx, k_idx = cells.index("regimen"), cells.index("site"), cells.index("severity")
 
     with pm.Model(coords=coords) as model:
         n = pm.Data("n_evaluable", cells.n, dims="cell")
-        y = pm.Data("n_responders", cells.y, dims="cell")
 
         shift = pm.Data("regimen_prior_shift", np.zeros(len(cells.regimens)), dims="regimen")
         pooling = eff["regimen_pooling"]
@@ -208,6 +224,13 @@ def build_model(cells: CellTable, spec: ModelSpec) -> pm.Model:
                 dims=("regimen", "severity"),
             )
             typical = typical + interaction
+        if eff["ordinal"]:
+            # logit P(CR or better) = logit P(CR) + gap, the same gap in every cell
+            gap = _prior_rv("cutpoint_gap", "cutpoint_gap", spec.prior("cutpoint_gap"))
+            # the summarised outcome: CR (0) or CR+PR (1); data, so one compiled model
+            # serves both outcome definitions
+            at_orr = pm.Data("outcome_is_orr", np.float64(cells.outcome.response == "orr"))
+            typical = typical + at_orr * gap
         typical_logit = pm.Deterministic("typical_logit", typical, dims=("regimen", "severity"))
         eta = typical_logit[r_idx, k_idx]
 
@@ -234,5 +257,38 @@ def build_model(cells: CellTable, spec: ModelSpec) -> pm.Model:
             )
             eta = eta + pt.dot(pt.as_tensor(x), beta)
 
-        pm.Binomial("responders", n=n, logit_p=eta, observed=y, dims="cell")
+        if eff["ordinal"]:
+            log_odds_cr = eta - at_orr * gap
+            p_cr = pm.math.sigmoid(log_odds_cr)
+            p_pr_or_better = pm.math.sigmoid(log_odds_cr + gap)
+            probs = pt.stack([1.0 - p_pr_or_better, p_pr_or_better - p_cr, p_cr], axis=-1)
+            counts = pm.Data("response_counts", ordinal_counts(cells), dims=("cell", "category"))
+            pm.Multinomial("responses", n=n, p=probs, observed=counts, dims=("cell", "category"))
+        else:
+            y = pm.Data("n_responders", cells.y, dims="cell")
+            pm.Binomial("responders", n=n, logit_p=eta, observed=y, dims="cell")
     return model
+
+
+def ordinal_counts(cells: CellTable) -> np.ndarray:
+    """Counts of NR, PR and CR per cell (columns in that order), from n, y and n_pr."""
+    pr = cells.frame["n_pr"].to_numpy(dtype=np.int64)
+    cr = cells.y - (pr if cells.outcome.response == "orr" else 0)
+    return np.stack([cells.n - cr - pr, pr, cr], axis=-1)
+
+
+def data_values(cells: CellTable, spec: ModelSpec, shift: np.ndarray) -> dict[str, np.ndarray]:
+    """Every ``pm.Data`` value of the model for these cells and spec: what a compiled
+    model of the same layout needs to fit other counts or priors."""
+    eff = effective_structure(spec, cells)
+    out = {
+        "n_evaluable": cells.n,
+        "regimen_prior_shift": shift,
+        **hyperparameter_values(spec, cells),
+    }
+    if eff["ordinal"]:
+        out["response_counts"] = ordinal_counts(cells)
+        out["outcome_is_orr"] = np.float64(cells.outcome.response == "orr")
+    else:
+        out["n_responders"] = cells.y
+    return out

@@ -39,6 +39,9 @@ Prior names (all on the log-odds scale):
 ``covariate_effect``
     log odds ratio per SD of each covariate in ``structure.covariates`` (extra
     numeric columns of an episode table, standardised).
+``cutpoint_gap``
+    ordinal model (``response_scale = "ordinal"``): log-odds of CR-or-PR minus
+    log-odds of CR, the same for every cell (proportional odds).
 ``severity_effect``
     shift in log-odds for each severity level against the reference level.
 """
@@ -89,6 +92,7 @@ PRIOR_ROLES: dict[str, str] = {
     "nonexchangeable": "location",
     "patient_sd": "scale",
     "covariate_effect": "location",
+    "cutpoint_gap": "scale",
     "exchangeability": "probability",
 }
 _KIND_WORDS = {
@@ -104,6 +108,7 @@ STRUCTURE_DEFAULTS: dict[str, Any] = {
     "regimen_severity_interaction": False,
     "patient_effect": False,
     "covariates": [],
+    "response_scale": "binary",
 }
 _POSITIVE_PARAMS = {"sigma", "nu", "beta", "lam", "alpha"}
 
@@ -159,6 +164,7 @@ class ModelSpec:
     regimen_severity_interaction: bool = False
     patient_effect: bool = False
     covariates: tuple[str, ...] = ()
+    response_scale: str = "binary"
     # the NUTS adaptation target this model needs by default ([sampler] in TOML);
     # None: the package default. A caller's own target_accept always wins.
     target_accept: float | None = None
@@ -201,6 +207,8 @@ class ModelSpec:
             need.append("patient_sd")
         if self.covariates:
             need.append("covariate_effect")
+        if self.response_scale == "ordinal":
+            need.append("cutpoint_gap")
         return tuple(need)
 
     def structure_key(self) -> tuple:
@@ -212,6 +220,7 @@ class ModelSpec:
             self.regimen_severity_interaction,
             self.patient_effect,
             self.covariates,
+            self.response_scale,
             tuple((k, self.priors[k].dist) for k in self.required_priors() if k in self.priors),
         )
 
@@ -227,6 +236,7 @@ class ModelSpec:
                 "regimen_severity_interaction": self.regimen_severity_interaction,
                 "patient_effect": self.patient_effect,
                 "covariates": list(self.covariates),
+                "response_scale": self.response_scale,
             },
             "priors": {k: p.to_dict() for k, p in self.priors.items()},
             **(
@@ -294,6 +304,11 @@ class ModelSpec:
         if len(set(covs)) != len(covs):
             raise SpecError(f"{where}structure.covariates names a column twice: {list(covs)}")
         structure["covariates"] = tuple(covs)
+        if structure["response_scale"] not in ("binary", "ordinal"):
+            raise SpecError(
+                f"{where}structure.response_scale must be 'binary' or 'ordinal', "
+                f"not {structure['response_scale']!r}"
+            )
         for key in (
             "site_effect",
             "severity_effect",

@@ -255,6 +255,8 @@ def summarise(
 
     if "covariate_effect" in post:
         ds["covariate_effect"] = describe(post["covariate_effect"], hdi_prob)
+    if "cutpoint_gap" in post:
+        ds["cutpoint_gap"] = describe(post["cutpoint_gap"], hdi_prob)
 
     if "exchangeability_weight" in post:
         ds["exchangeability_weight"] = post["exchangeability_weight"].mean(SAMPLE_DIMS)
@@ -262,6 +264,8 @@ def summarise(
             ds["exchangeability_weight"] = ds["exchangeability_weight"].where(~masked_r)
 
     descriptions = {
+        "cutpoint_gap": "ordinal model: log-odds of CR or PR minus log-odds of CR (the same "
+        "in every cell)",
         "covariate_effect": "log odds ratio of CR per SD of the covariate (probabilities "
         "above are at every covariate's mean)",
         "exchangeability_weight": "EXNEX: posterior probability that the regimen is "

@@ -267,3 +267,23 @@ def test_compare_bad_input(args, message):
     res = run("compare", example_path(), *args)
     assert res.returncode == 2 and message in res.stderr.replace("\n", " ")
     assert "Traceback" not in res.stderr
+
+
+def test_fit_a_wider_family_model(tmp_path):
+    res = run("fit", example_path(), "--model", "exnex", "--out", tmp_path / "ex", *SMALL)
+    assert res.returncode == 0, res.stderr
+    assert "EXNEX: posterior probability of being exchangeable: HDIVig" in res.stdout.replace(
+        "\n", " "
+    )
+    ds = sxb.read_dataset(tmp_path / "ex" / "summary.nc")
+    assert ds.attrs["model_name"] == "exnex" and "exchangeability_weight" in ds
+    assert ds.attrs["target_accept"] == 0.95  # the spec's own sampler setting
+
+
+def test_patient_effect_on_a_counts_table_is_bad_input(tmp_path, previous_output):
+    counts = tmp_path / "counts.csv"
+    counts.write_text("site,regimen,severity,n,n_cr\nA,R,severe,3,1\nB,R,severe,4,2\n")
+    res = run("fit", counts, "--model", "patient_effect", "--out", previous_output)
+    assert res.returncode == 2 and "needs an episode table" in res.stderr.replace("\n", " ")
+    assert "Traceback" not in res.stderr
+    assert sorted(p.name for p in previous_output.iterdir()) == ["summary.nc"]

@@ -248,3 +248,18 @@ def test_draws_do_not_depend_on_which_prior_compiled_the_model(example):
     xr.testing.assert_equal(
         first.posterior["posterior"].to_dataset(), second.posterior["posterior"].to_dataset()
     )
+
+
+@pytest.mark.parametrize("spec_name", ["base", "patient_effect", "ordinal"])
+def test_layout_key_ignores_counts(example, spec_name):
+    """Counts (n, y, partial responses) are data: changing them, as leaving a site out
+    or switching the outcome does, must never ask for a new compiled model."""
+    from scleromx_bayes.fit import _layout_key, cells_for
+
+    spec = sxb.load_spec(spec_name)
+    cells = cells_for(example, spec)
+    emptied = cells.with_counts(np.zeros_like(cells.n), np.zeros_like(cells.y))
+    assert "n_pr" in cells.frame and emptied.frame["n_pr"].sum() == 0 < cells.frame["n_pr"].sum()
+    assert _layout_key(emptied, spec) == _layout_key(cells, spec)
+    orr = cells_for(example, spec, sxb.OutcomeDefinition("orr", ne="failure"))
+    assert _layout_key(orr, spec) == _layout_key(cells, spec)

@@ -176,3 +176,22 @@ def test_line_of_therapy_spec_on_the_example(example):
     ds = fit.summary()
     assert list(ds.covariate_effect.covariate.values) == ["line"]
     assert "mean" in ds.covariate_effect.attrs["description"]
+
+
+def test_patient_effect_is_a_sensitivity_scenario(example):
+    grid = sxb.Grid.from_list(
+        [
+            {"name": "patients", "model": "patient_effect"},
+            {"name": "patients, no A", "model": "patient_effect", "leave_out_site": "Centre A"},
+        ],
+        draws=300,
+        tune=300,
+        chains=2,
+        ess_min=50,
+        rhat_max=1.05,
+    )
+    sens = sxb.run_sensitivity(example, grid)
+    assert int(sens["compiled_now"].sum()) <= 1  # the left-out site is zeroed cells
+    assert "patient_sd" in sens.scale_parameters.parameter.values
+    assert bool(sens.p_cr_by_site.sel(scenario="patients, no A", site="Centre A").isnull().all())
+    assert int(sens.n_evaluable.sel(scenario="patients, no A", site="Centre A").sum()) == 0

@@ -100,6 +100,11 @@ def print_summary(ds, console: Console = out) -> None:
                 "reference" if reg == ref else f"{better:.2f}",
             )
     console.print(table)
+    if "exchangeability_weight" in ds:
+        weights = ", ".join(
+            f"{r} {float(w):.2f}" for r, w in ds["exchangeability_weight"].to_series().items()
+        )
+        console.print(f"EXNEX: posterior probability of being exchangeable: {weights}")
     problems = ds.attrs.get("diagnostics_problems", "none")
     if problems != "none":
         console.print(f"[bold yellow]sampling diagnostics:[/] {problems}")

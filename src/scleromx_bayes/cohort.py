@@ -160,6 +160,13 @@ class CellTable:
     # standardised covariate columns of frame (mean 0, SD 1 over the cohort's episodes)
     covariates: tuple[str, ...] = ()
 
+    _COUNTS = ("n", "y", "n_pr")  # everything else in frame identifies a cell
+
+    @property
+    def key_columns(self) -> list[str]:
+        """The columns that identify a cell (everything but the counts)."""
+        return [c for c in self.frame.columns if c not in self._COUNTS]
+
     @property
     def n(self) -> np.ndarray:
         return self.frame["n"].to_numpy(dtype=np.int64)

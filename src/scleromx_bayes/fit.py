@@ -53,7 +53,7 @@ def clear_compiled_cache() -> None:
 
 def _layout_key(cells: CellTable, spec: ModelSpec) -> tuple:
     eff = effective_structure(spec, cells)
-    cell_keys = tuple(map(tuple, cells.frame.drop(columns=["n", "y"]).to_numpy()))
+    cell_keys = tuple(map(tuple, cells.frame[cells.key_columns].to_numpy()))
     # every structural switch and every prior family, by name, so a new structure
     # can never share a compiled model with an old one by accident
     structure = tuple((k, v) for k, v in eff.items() if k != "priors")

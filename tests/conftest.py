@@ -12,6 +12,13 @@ import scleromx_bayes as sxb
 FAST = {"draws": 400, "tune": 400, "chains": 2}
 
 
+def quiet_fit(*args, **kwargs):
+    """sxb.fit without the diagnostics warning: tests assert on diagnostics themselves."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return sxb.fit(*args, **kwargs)
+
+
 @pytest.fixture(scope="session")
 def example():
     return sxb.load_example()

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FAST
+from conftest import FAST, quiet_fit
 from scipy.special import gammaln
 
 import scleromx_bayes as sxb
@@ -15,15 +15,9 @@ from scleromx_bayes.checks import (
     compare,
     pointwise_log_likelihood,
     posterior_predictive_check,
-    predictive_plot,
     prior_predictive_check,
 )
-
-
-def quiet_fit(*args, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return sxb.fit(*args, **kwargs)
+from scleromx_bayes.plots import predictive_plot
 
 
 @pytest.fixture(scope="module")

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import quiet_fit
 from scipy.special import expit
 
 import scleromx_bayes as sxb
@@ -14,12 +13,6 @@ from scleromx_bayes.model import effective_structure
 
 # five similar regimens near 40% CR and one far better (about 90%)
 TRUTH = {"R1": -0.4, "R2": -0.3, "R3": -0.5, "R4": -0.4, "R5": -0.2, "Outlier": 2.2}
-
-
-def quiet_fit(*args, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return sxb.fit(*args, **kwargs)
 
 
 @pytest.fixture(scope="module")

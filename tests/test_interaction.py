@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import quiet_fit
 from scipy.special import expit
 
 import scleromx_bayes as sxb
@@ -23,12 +22,6 @@ TRUTH = {
     ("C", "nonsevere"): 0.6,
     ("C", "severe"): 0.1,
 }
-
-
-def quiet_fit(*args, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return sxb.fit(*args, **kwargs)
 
 
 @pytest.fixture(scope="module")

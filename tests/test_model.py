@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import warnings
-
 import arviz as az
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from conftest import FAST
+from conftest import FAST, quiet_fit
 from scipy import integrate, stats
 from scipy.special import expit
 
@@ -22,12 +20,6 @@ def episodes(rows):
     return sxb.read_cohort(
         pd.DataFrame(rows, columns=["patient_id", "site", "regimen", "severity", "response"])
     )
-
-
-def quiet_fit(*args, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return sxb.fit(*args, **kwargs)
 
 
 def test_model_dims_and_data(example):

@@ -3,11 +3,10 @@ models, one compiled model for both outcome definitions, LOO and masking."""
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import quiet_fit
 from scipy.special import expit, gammaln
 
 import scleromx_bayes as sxb
@@ -16,12 +15,6 @@ from scleromx_bayes.model import ordinal_counts
 
 GAP = 1.2
 LOG_ODDS_CR = {"A": -1.0, "B": 0.0, "C": 0.8}
-
-
-def quiet_fit(*args, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return sxb.fit(*args, **kwargs)
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import quiet_fit
 from scipy.special import expit
 
 import scleromx_bayes as sxb
@@ -17,12 +18,6 @@ from scleromx_bayes.summary import posterior_probabilities
 
 PATIENT_SD, LINE_LOG_OR = 1.2, -0.8  # truth: per unit of line of therapy
 REGIMEN_LOGIT = {"A": 0.8, "B": 0.0, "C": -0.5, "D": 0.4}
-
-
-def quiet_fit(*args, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return sxb.fit(*args, **kwargs)
 
 
 @pytest.fixture(scope="module")

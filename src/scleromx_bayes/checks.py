@@ -20,17 +20,14 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy import stats
 from scipy.special import expit, gammaln, log_expit
 
 from .cohort import CellTable
-from .io import atomic_path
 from .spec import ModelSpec, load_spec
 from .summary import SYNTHETIC_NOTE
 
@@ -42,7 +39,6 @@ __all__ = [
     "loo",
     "pointwise_log_likelihood",
     "posterior_predictive_check",
-    "predictive_plot",
     "prior_predictive_check",
 ]
 
@@ -64,104 +60,68 @@ def cell_logit(post: xr.Dataset, cells: CellTable) -> np.ndarray:
 
 
 def pointwise_log_likelihood(fit: Fit, level: Level = "episode") -> xr.DataArray:
-    """Log-likelihood of each observation (episode or cell) per draw.
+    """Log-likelihood of each observation (episode or cell) per draw, under the
+    likelihood the model was fitted with.
 
     Returns
     -------
     xarray.DataArray
         dims ``(chain, draw, observation)``; ``observation`` carries the cell's regimen,
-        site and severity (and, at episode level, whether it was a response).
+        site and severity and, at episode level, the episode's ``response``: 1 for a
+        responder and 0 otherwise, or for the ordinal model its category (0 = NR,
+        1 = PR, 2 = CR). Episodes come in one canonical order whatever a model's cells
+        are (with or without patients), so two models' terms pair up episode by episode.
     """
     if level not in ("episode", "cell"):
         raise ValueError(f"level must be 'episode' or 'cell', not {level!r}")
     cells = fit.cells
-    eta = cell_logit(fit.posterior["posterior"].to_dataset(), cells)
-    n, y = cells.n, cells.y
+    log_p, counts = _category_log_probs(fit)  # (chain, draw, cell, K), (cell, K)
     frame = cells.frame
-    post = fit.posterior["posterior"]
-    if "cutpoint_gap" in post:
-        return _ordinal_log_likelihood(fit, eta, post["cutpoint_gap"].values, level)
-    if level == "cell":
-        used = np.flatnonzero(n > 0)
-        ll = stats.binom.logpmf(y[used], n[used], expit(eta[..., used]))
-        obs = {
-            c: ("observation", frame[c].to_numpy()[used]) for c in ("regimen", "site", "severity")
-        }
-    else:
-        cell_of = np.repeat(np.arange(len(n)), n)
-        # within a cell, the first y episodes are the responders
-        rank = np.concatenate([np.arange(k) for k in n]) if len(n) else np.array([], int)
-        response = rank < y[cell_of]
-        # one canonical order of episodes whatever a model's cells are (with or without
-        # patients), so two models' pointwise terms pair up episode by episode
-        keys = pd.DataFrame(
-            {c: frame[c].to_numpy()[cell_of] for c in ("regimen", "site", "severity")}
-        )
-        keys["response"] = response.astype(np.int8)
-        sort_by = ["regimen", "site", "severity", "response"]
-        if "patient" in frame:
-            keys["patient"] = frame["patient"].to_numpy()[cell_of]
-            sort_by.append("patient")
-        order = keys.sort_values(sort_by, kind="stable").index.to_numpy()
-        cell_of, response = cell_of[order], response[order]
-        e = eta[..., cell_of]
-        ll = np.where(response, log_expit(e), log_expit(-e))
-        obs = {
-            c: ("observation", keys[c].to_numpy()[order])
-            for c in ("regimen", "site", "severity", "response")
-        }
-    return xr.DataArray(
-        ll,
-        dims=("chain", "draw", "observation"),
-        coords={"observation": np.arange(ll.shape[-1]), **obs},
-        name="responders",
-    )
-
-
-def _ordinal_log_likelihood(
-    fit: Fit, eta: np.ndarray, gap: np.ndarray, level: Level
-) -> xr.DataArray:
-    """The ordinal model's own (categorical) pointwise log-likelihood: an episode's
-    ``response`` is its category, 0 = NR, 1 = PR, 2 = CR."""
-    from .model import ordinal_counts
-
-    cells = fit.cells
-    gap = gap[..., None]
-    log_odds_cr = eta - gap * (cells.outcome.response == "orr")
-    p_cr, p_ge = expit(log_odds_cr), expit(log_odds_cr + gap)
-    log_p = np.log(np.stack([1 - p_ge, p_ge - p_cr, p_cr], axis=-1))  # chain, draw, cell, 3
-    counts = ordinal_counts(cells)
-    frame = cells.frame
+    labels = ("regimen", "site", "severity")
     if level == "cell":
         used = np.flatnonzero(cells.n > 0)
         c = counts[used]
+        # multinomial (binomial for K = 2) log-probability of each cell's counts
         ll = gammaln(cells.n[used] + 1) - gammaln(c + 1).sum(-1) + (c * log_p[..., used, :]).sum(-1)
-        obs = {
-            k: ("observation", frame[k].to_numpy()[used]) for k in ("regimen", "site", "severity")
-        }
+        obs = {k: ("observation", frame[k].to_numpy()[used]) for k in labels}
     else:
+        categories = np.arange(counts.shape[1])
         cell_of = np.repeat(np.arange(len(frame)), cells.n)
-        category = np.concatenate([np.repeat([0, 1, 2], row) for row in counts]).astype(np.int8)
-        keys = pd.DataFrame(
-            {k: frame[k].to_numpy()[cell_of] for k in ("regimen", "site", "severity")}
-        )
+        category = np.concatenate([np.repeat(categories, row) for row in counts]).astype(np.int8)
+        keys = pd.DataFrame({k: frame[k].to_numpy()[cell_of] for k in labels})
         keys["response"] = category
-        sort_by = ["regimen", "site", "severity", "response"]
+        sort_by = [*labels, "response"]
         if "patient" in frame:
             keys["patient"] = frame["patient"].to_numpy()[cell_of]
             sort_by.append("patient")
         order = keys.sort_values(sort_by, kind="stable").index.to_numpy()
         ll = log_p[..., cell_of[order], category[order]]
-        obs = {
-            k: ("observation", keys[k].to_numpy()[order])
-            for k in ("regimen", "site", "severity", "response")
-        }
+        obs = {k: ("observation", keys[k].to_numpy()[order]) for k in (*labels, "response")}
     return xr.DataArray(
         ll,
         dims=("chain", "draw", "observation"),
         coords={"observation": np.arange(ll.shape[-1]), **obs},
         name="responders",
     )
+
+
+def _category_log_probs(fit: Fit) -> tuple[np.ndarray, np.ndarray]:
+    """Per draw and cell, the log-probability of each response category, and each
+    cell's counts by category: (non-responder, responder) for the binary models,
+    (NR, PR, CR) for the ordinal one."""
+    from .model import ordinal_counts
+
+    cells = fit.cells
+    post = fit.posterior["posterior"].to_dataset()
+    eta = cell_logit(post, cells)
+    if "cutpoint_gap" not in post:
+        log_p = np.stack([log_expit(-eta), log_expit(eta)], axis=-1)
+        return log_p, np.stack([cells.n - cells.y, cells.y], axis=-1)
+    gap = post["cutpoint_gap"].values[..., None]
+    log_odds_cr = eta - gap * (cells.outcome.response == "orr")
+    p_cr, p_ge = expit(log_odds_cr), expit(log_odds_cr + gap)
+    log_p = np.log(np.stack([1 - p_ge, p_ge - p_cr, p_cr], axis=-1))
+    return log_p, ordinal_counts(cells)
 
 
 def _with_log_likelihood(fit: Fit, level: Level) -> xr.DataTree:
@@ -352,59 +312,3 @@ def prior_predictive_check(
         prior = pm.sample_prior_predictive(draws=draws, model=model, random_seed=seed)
     replicated = prior["prior_predictive"]["responders"].values.reshape(draws, -1)
     return _aggregate(cells, replicated, interval, "prior predictive", synthetic)
-
-
-def predictive_plot(check: xr.Dataset, path: str | Path) -> Path:
-    """Observed CR proportion per regimen x severity (dot) against the predictive
-    interval of the proportion (bar), one panel per severity; PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    severities = list(check["severity"].values)
-    regimens = list(check["regimen"].values)
-    fig, axes = plt.subplots(
-        1,
-        len(severities),
-        squeeze=False,
-        sharey=True,
-        figsize=(4.2 * len(severities), 0.5 * len(regimens) + 1.8),
-    )
-    for ax, sev in zip(axes[0], severities, strict=True):
-        ypos = list(range(len(regimens)))[::-1]
-        for y, reg in zip(ypos, regimens, strict=True):
-            c = check.sel(regimen=reg, severity=sev)
-            n = int(c["n_evaluable"])
-            if n == 0:
-                continue
-            ax.plot(
-                [float(c["predicted_lower"]) / n, float(c["predicted_upper"]) / n],
-                [y, y],
-                color="tab:blue",
-                lw=4,
-                alpha=0.5,
-            )
-            ax.plot(float(c["observed_responders"]) / n, y, "o", color="black")
-            ax.text(
-                1.02,
-                y,
-                f"{int(c['observed_responders'])}/{n}",
-                va="center",
-                fontsize=7,
-                transform=ax.get_yaxis_transform(),
-            )
-        ax.set_yticks(ypos, regimens)
-        ax.set_xlim(0, 1)
-        ax.set_title(str(sev))
-        ax.set_xlabel("CR proportion: observed (dot), predictive interval (bar)")
-    title = f"{check.attrs['kind'].capitalize()} check, {check.attrs['interval']:.0%} intervals"
-    if check.attrs.get("synthetic"):
-        title += f"\n{SYNTHETIC_NOTE}"
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path

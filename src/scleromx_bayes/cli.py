@@ -129,10 +129,10 @@ def _run_fit(
     fmt: str,
     target_accept: float | None = None,
 ) -> None:
-    from .checks import posterior_predictive_check, predictive_plot
+    from .checks import posterior_predictive_check
     from .fit import fit
     from .io import write_dataset, write_posterior
-    from .plots import forest_plot
+    from .plots import forest_plot, predictive_plot
 
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")  # diagnostics are printed below, not as warnings
@@ -177,6 +177,9 @@ def print_predictive_check(ppc, console: Console = out) -> None:
     console.print(f"posterior predictive check: smallest p = {value:.2f} ({reg}, {sev}); {flag}")
 
 
+OutcomeOpt = Annotated[Outcome, typer.Option(help="cr: complete response; orr: CR or PR.")]
+NEOpt = Annotated[NEPolicy, typer.Option(help="What a not-evaluable episode becomes.")]
+KindOpt = Annotated[Kind, typer.Option(help="Force the table kind (default: by its columns).")]
 DrawsOpt = Annotated[int, typer.Option(min=50, help="Posterior draws per chain.")]
 TuneOpt = Annotated[int, typer.Option(min=50, help="Warm-up iterations per chain.")]
 ChainsOpt = Annotated[int, typer.Option(min=1, help="Number of chains.")]
@@ -238,13 +241,9 @@ def fit_command(
     data: Annotated[Path, typer.Argument(help="Episode or counts table (.csv, .parquet, .xlsx).")],
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")],
     model: Annotated[str, typer.Option(help="Shipped spec name or path to a .toml.")] = "base",
-    outcome: Annotated[
-        Outcome, typer.Option(help="cr: complete response; orr: CR or PR.")
-    ] = Outcome.cr,
-    ne: Annotated[
-        NEPolicy, typer.Option(help="What a not-evaluable episode becomes.")
-    ] = NEPolicy.exclude,
-    kind: Annotated[Kind, typer.Option(help="Force the table kind.")] = Kind.auto,
+    outcome: OutcomeOpt = Outcome.cr,
+    ne: NEOpt = NEPolicy.exclude,
+    kind: KindOpt = Kind.auto,
     draws: DrawsOpt = 1000,
     tune: TuneOpt = 1000,
     chains: ChainsOpt = 4,
@@ -296,7 +295,7 @@ def sensitivity(
         bool,
         typer.Option("--resume", help="Reuse the finished scenarios already in --out's store."),
     ] = False,
-    kind: Annotated[Kind, typer.Option(help="Force the table kind.")] = Kind.auto,
+    kind: KindOpt = Kind.auto,
     draws: Annotated[int | None, typer.Option(min=50, help="Override the grid's draws.")] = None,
     tune: Annotated[int | None, typer.Option(min=50, help="Override the grid's warm-up.")] = None,
     chains: Annotated[int | None, typer.Option(min=1, help="Override the grid's chains.")] = None,
@@ -446,11 +445,9 @@ def compare_command(
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Write comparison.csv here.")
     ] = None,
-    outcome: Annotated[Outcome, typer.Option(help="cr or orr.")] = Outcome.cr,
-    ne: Annotated[
-        NEPolicy, typer.Option(help="What a not-evaluable episode becomes.")
-    ] = NEPolicy.exclude,
-    kind: Annotated[Kind, typer.Option(help="Force the table kind.")] = Kind.auto,
+    outcome: OutcomeOpt = Outcome.cr,
+    ne: NEOpt = NEPolicy.exclude,
+    kind: KindOpt = Kind.auto,
     draws: DrawsOpt = 1000,
     tune: TuneOpt = 1000,
     chains: ChainsOpt = 4,
@@ -512,7 +509,7 @@ def compare_command(
 @app.command()
 def validate(
     data: Annotated[Path, typer.Argument(help="Episode or counts table.")],
-    kind: Annotated[Kind, typer.Option(help="Force the table kind.")] = Kind.auto,
+    kind: KindOpt = Kind.auto,
 ) -> None:
     """Check DATA and print what would be modelled; exit 2 listing every problem."""
     cohort = _load(data, kind)

@@ -1,4 +1,5 @@
-"""Plots written to PNG: the CR-probability forest plot (regimen x severity)."""
+"""Plots written to PNG: the CR-probability forest plot (regimen x severity), the
+sensitivity forest, and predictive checks."""
 
 from __future__ import annotations
 
@@ -13,7 +14,21 @@ import xarray as xr  # noqa: E402
 from .io import atomic_path  # noqa: E402
 from .summary import SYNTHETIC_NOTE  # noqa: E402
 
-__all__ = ["forest_plot", "sensitivity_forest"]
+__all__ = ["forest_plot", "predictive_plot", "sensitivity_forest"]
+
+
+def _finish(fig, path: str | Path, title: str, *, synthetic: bool, dpi: int) -> Path:
+    """Title the figure (saying so when the data are synthetic), write it as PNG
+    atomically, close it."""
+    if synthetic:
+        title += f"\n{SYNTHETIC_NOTE}"
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    plt.close(fig)
+    return path
 
 
 def forest_plot(summary: xr.Dataset, path: str | Path, *, variable: str = "p_cr_new_site") -> Path:
@@ -52,15 +67,7 @@ def forest_plot(summary: xr.Dataset, path: str | Path, *, variable: str = "p_cr_
         ax.set_title(str(sev))
         ax.set_xlabel(f"P(CR), mean and {prob:.0%} HDI")
     title = f"CR probability at a new centre - model '{summary.attrs.get('model_name', '?')}'"
-    if summary.attrs.get("synthetic"):
-        title += f"\n{SYNTHETIC_NOTE}"
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
+    return _finish(fig, path, title, synthetic=bool(summary.attrs.get("synthetic")), dpi=110)
 
 
 def sensitivity_forest(
@@ -119,12 +126,47 @@ def sensitivity_forest(
         "p_cr_new_site": "CR probability at a new centre",
     }.get(variable, variable)
     title = f"Sensitivity: {label} ({severity}); hollow = failed diagnostics"
-    if sens.attrs.get("synthetic"):
-        title += f"\n{SYNTHETIC_NOTE}"
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path
+    return _finish(fig, path, title, synthetic=bool(sens.attrs.get("synthetic")), dpi=100)
+
+
+def predictive_plot(check: xr.Dataset, path: str | Path) -> Path:
+    """Observed CR proportion per regimen x severity (dot) against the predictive
+    interval of the proportion (bar), one panel per severity; PNG."""
+    severities = list(check["severity"].values)
+    regimens = list(check["regimen"].values)
+    fig, axes = plt.subplots(
+        1,
+        len(severities),
+        squeeze=False,
+        sharey=True,
+        figsize=(4.2 * len(severities), 0.5 * len(regimens) + 1.8),
+    )
+    for ax, sev in zip(axes[0], severities, strict=True):
+        ypos = list(range(len(regimens)))[::-1]
+        for y, reg in zip(ypos, regimens, strict=True):
+            c = check.sel(regimen=reg, severity=sev)
+            n = int(c["n_evaluable"])
+            if n == 0:
+                continue
+            ax.plot(
+                [float(c["predicted_lower"]) / n, float(c["predicted_upper"]) / n],
+                [y, y],
+                color="tab:blue",
+                lw=4,
+                alpha=0.5,
+            )
+            ax.plot(float(c["observed_responders"]) / n, y, "o", color="black")
+            ax.text(
+                1.02,
+                y,
+                f"{int(c['observed_responders'])}/{n}",
+                va="center",
+                fontsize=7,
+                transform=ax.get_yaxis_transform(),
+            )
+        ax.set_yticks(ypos, regimens)
+        ax.set_xlim(0, 1)
+        ax.set_title(str(sev))
+        ax.set_xlabel("CR proportion: observed (dot), predictive interval (bar)")
+    title = f"{check.attrs['kind'].capitalize()} check, {check.attrs['interval']:.0%} intervals"
+    return _finish(fig, path, title, synthetic=bool(check.attrs.get("synthetic")), dpi=100)

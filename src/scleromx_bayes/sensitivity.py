@@ -37,7 +37,6 @@ import tomllib
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +48,7 @@ from .cohort import CellTable, Cohort, OutcomeDefinition
 from .fit import ESS_MIN, RHAT_MAX, Fit, cells_for, data_info, fit_cells
 from .io import atomic_path, read_dataset, write_dataset
 from .spec import ModelSpec, SpecError, load_spec, models_dir
-from .summary import SYNTHETIC_NOTE, _versions, choose_reference, summarise
+from .summary import choose_reference, provenance_attrs, summarise
 
 __all__ = [
     "AXES",
@@ -778,12 +777,8 @@ def _assemble(cohort, grid, scenarios, inputs, results, summary_args, info, wall
         "draws": grid.draws,
         "tune": grid.tune,
         "chains": grid.chains,
-        "versions": _versions(),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "synthetic": int(cohort.synthetic),
+        **provenance_attrs(cohort.synthetic),
     }
-    if cohort.synthetic:
-        attrs["note"] = SYNTHETIC_NOTE
     combined.attrs = attrs
     return combined
 

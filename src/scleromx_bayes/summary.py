@@ -141,6 +141,19 @@ def _versions() -> str:
     return json.dumps(out, sort_keys=True)
 
 
+def provenance_attrs(synthetic: bool) -> dict[str, object]:
+    """Package versions, creation time and the synthetic flag (with its note when set),
+    for every Dataset the package writes."""
+    attrs: dict[str, object] = {
+        "versions": _versions(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "synthetic": int(synthetic),
+    }
+    if synthetic:
+        attrs["note"] = SYNTHETIC_NOTE
+    return attrs
+
+
 def choose_reference(regimens: Sequence[str], reference: str | None) -> str:
     """The reference regimen: as given, else HDIVig when present, else the first."""
     if reference is not None:
@@ -308,12 +321,8 @@ def summarise(
         "target_accept": fit.sampler.get("target_accept", float("nan")),
         "seed": fit.seed,
         "regimen_prior_shift": json.dumps(fit.sampler.get("regimen_prior_shift", {})),
-        "versions": _versions(),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "synthetic": int(fit.synthetic),
         **diag.to_attrs(),
+        **provenance_attrs(fit.synthetic),
     }
-    if fit.synthetic:
-        attrs["note"] = SYNTHETIC_NOTE
     ds.attrs = attrs
     return ds

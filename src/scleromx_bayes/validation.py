@@ -261,12 +261,9 @@ def sbc(
 def rank_histograms(result: SBCResult, path, *, columns: int = 4):
     """Rank histograms (one panel per parameter) with the 99% band of a uniform
     histogram, written as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .io import atomic_path
+    from .plots import _finish  # sets the Agg backend
 
     ranks = result.ranks["rank"]
     names = list(ranks["parameter"].values)
@@ -289,16 +286,11 @@ def rank_histograms(result: SBCResult, path, *, columns: int = 4):
     for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
     a = result.ranks.attrs
-    fig.suptitle(
+    title = (
         f"SBC rank histograms: model '{a['model_name']}', {n_sims} simulations, "
-        f"{a['design_episodes']} episodes (grey: 99% band of uniform)\n{a['note']}",
-        fontsize=9,
+        f"{a['design_episodes']} episodes (grey: 99% band of uniform)"
     )
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
-    return path
+    return _finish(fig, path, title, synthetic=True, dpi=90)
 
 
 def summary_table(result: SBCResult) -> dict:

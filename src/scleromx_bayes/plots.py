@@ -167,6 +167,9 @@ def predictive_plot(check: xr.Dataset, path: str | Path) -> Path:
         ax.set_yticks(ypos, regimens)
         ax.set_xlim(0, 1)
         ax.set_title(str(sev))
-        ax.set_xlabel("CR proportion: observed (dot), predictive interval (bar)")
-    title = f"{check.attrs['kind'].capitalize()} check, {check.attrs['interval']:.0%} intervals"
+        ax.set_xlabel("CR proportion")
+    title = (
+        f"{check.attrs['kind'].capitalize()} check: observed CR proportion (dot) and "
+        f"{check.attrs['interval']:.0%} predictive interval (bar)"
+    )
     return _finish(fig, path, title, synthetic=bool(check.attrs.get("synthetic")), dpi=100)

@@ -198,10 +198,10 @@ def compare(fits: Mapping[str, Fit], level: Level = "episode") -> pd.DataFrame:
             )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        table = az.compare(trees, var_name="responders", round_to="none")
         results = {
             name: az.loo(t, pointwise=True, var_name="responders") for name, t in trees.items()
         }
+        table = az.compare(results, round_to="none")
     table = pd.DataFrame(table)
     table["n_obs"] = [int(results[m].pareto_k.size) for m in table.index]
     table["n_high_pareto_k"] = [

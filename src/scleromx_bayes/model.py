@@ -17,6 +17,8 @@ cells, which add nothing to the likelihood).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
@@ -74,23 +76,16 @@ def effective_structure(spec: ModelSpec, cells: CellTable) -> dict:
             "the ordinal model needs partial responses: an episode table, or a "
             "counts table with an n_pr column"
         )
-    priors = ["intercept"]
-    if pooling in ("partial", "exnex"):
-        priors.append("regimen_sd")
-    if pooling == "exnex":
-        priors += ["nonexchangeable", "exchangeability"]
-    if site:
-        priors.append("site_sd")
-    if severity:
-        priors.append("severity_effect")
-    if interaction:
-        priors.append("interaction_sd")
-    if patient:
-        priors.append("patient_sd")
-    if covariates:
-        priors.append("covariate_effect")
-    if ordinal:
-        priors.append("cutpoint_gap")
+    # the priors are the spec's own list once the dropped terms are switched off
+    built = replace(
+        spec,
+        regimen_pooling=pooling,
+        site_effect=site,
+        severity_effect=severity,
+        regimen_severity_interaction=interaction,
+        patient_effect=patient,
+    )
+    priors = built.required_priors()
     return {
         "regimen_pooling": pooling,
         "site_effect": site,
@@ -99,7 +94,7 @@ def effective_structure(spec: ModelSpec, cells: CellTable) -> dict:
         "patient_effect": patient,
         "covariates": covariates,
         "ordinal": ordinal,
-        "priors": tuple(priors),
+        "priors": priors,
     }
 
 

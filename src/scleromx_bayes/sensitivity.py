@@ -407,12 +407,7 @@ def resolve(cohort: Cohort, grid: Grid, scenario: Scenario) -> ScenarioInputs:
     excluded_sites: list[str] = []
     site = get("leave_out_site")
     if site != "none":
-        if site not in cohort.sites:
-            raise GridError(
-                f"axis 'leave_out_site', value {site!r}: not a site in the data "
-                f"({', '.join(cohort.sites)})"
-            )
-        excluded_sites.append(site)
+        excluded_sites.append(_level_of_data("leave_out_site", site, "site", cohort.sites))
     k = int(get("min_site_patients"))
     if k > 0:
         sizes = _site_sizes(cohort)
@@ -420,12 +415,9 @@ def resolve(cohort: Cohort, grid: Grid, scenario: Scenario) -> ScenarioInputs:
     excluded_regimens: list[str] = []
     regimen = get("drop_regimen")
     if regimen != "none":
-        if regimen not in cohort.regimens:
-            raise GridError(
-                f"axis 'drop_regimen', value {regimen!r}: not a regimen in the data "
-                f"({', '.join(cohort.regimens)})"
-            )
-        excluded_regimens.append(regimen)
+        excluded_regimens.append(
+            _level_of_data("drop_regimen", regimen, "regimen", cohort.regimens)
+        )
     keep = ~(
         cells.frame["site"].isin(excluded_sites) | cells.frame["regimen"].isin(excluded_regimens)
     )
@@ -433,6 +425,15 @@ def resolve(cohort: Cohort, grid: Grid, scenario: Scenario) -> ScenarioInputs:
     return ScenarioInputs(
         scenario, cells, spec, outcome, tuple(excluded_sites), tuple(excluded_regimens)
     )
+
+
+def _level_of_data(axis: str, value: str, what: str, levels: Sequence[str]) -> str:
+    """``value`` if it is one of the data's ``levels``, else a GridError naming the axis."""
+    if value not in levels:
+        raise GridError(
+            f"axis {axis!r}, value {value!r}: not a {what} in the data ({', '.join(levels)})"
+        )
+    return value
 
 
 def _site_sizes(cohort: Cohort) -> dict[str, int]:

@@ -185,16 +185,13 @@ class CellTable:
         }[factor]
         return pd.Categorical(self.frame[factor], categories=list(levels)).codes.astype(np.int64)
 
-    def with_counts(
-        self, n: np.ndarray, y: np.ndarray, n_pr: np.ndarray | None = None
-    ) -> CellTable:
+    def with_counts(self, n: np.ndarray, y: np.ndarray) -> CellTable:
         """Same cells, new counts (used for leave-out and simulated data). Partial
         responses, where the table has them, are kept, and zeroed where ``n = 0``."""
         n, y = np.asarray(n, dtype=np.int64), np.asarray(y, dtype=np.int64)
         frame = self.frame.assign(n=n, y=y)
         if "n_pr" in frame:
-            kept = frame["n_pr"].to_numpy() if n_pr is None else np.asarray(n_pr)
-            frame["n_pr"] = np.where(n == 0, 0, kept).astype(np.int64)
+            frame["n_pr"] = np.where(n == 0, 0, frame["n_pr"].to_numpy())
         return replace(self, frame=frame)
 
     def count_grid(self) -> tuple[np.ndarray, np.ndarray]:
@@ -350,9 +347,7 @@ class Cohort:
         frame = frame.sort_values(
             keys, key=lambda col: col.map(order[col.name]) if col.name in order else col
         ).reset_index(drop=True)
-        frame = frame.astype(
-            {"regimen": str, "site": str, "severity": str, "n": np.int64, "y": np.int64}
-        )
+        frame = frame.astype({"regimen": str, "site": str, "severity": str})
         counts = ["n", "y"] + (["n_pr"] if "n_pr" in frame else [])
         return CellTable(
             frame[keys + counts].astype({c: np.int64 for c in counts}),

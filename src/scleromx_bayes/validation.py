@@ -67,7 +67,7 @@ class SBCResult:
 
 def design_cells(cells: CellTable) -> CellTable:
     """The design of a cell table: its cells and ``n``, responders set to 0."""
-    return cells.with_counts(cells.n, np.zeros_like(cells.y))
+    return scaled_design(cells, 1)
 
 
 def scaled_design(cells: CellTable, factor: int) -> CellTable:
@@ -178,6 +178,8 @@ def sbc(
     max_rhat = np.zeros(n_sims)
     lo_q, hi_q = (1 - interval) / 2, 1 - (1 - interval) / 2
     t0 = time.perf_counter()
+    # thinned draws for the ranks: close to independent, as ranks require
+    keep = np.linspace(0, draws * chains - 1, n_keep).round().astype(int)
     for i in range(n_sims):
         cells = design.with_counts(design.n, simulated[i])
         fitted = fit_cells(
@@ -191,8 +193,6 @@ def sbc(
             warn=False,
         )
         post = fitted.posterior["posterior"].to_dataset()
-        total = draws * chains
-        keep = np.linspace(0, total - 1, n_keep).round().astype(int)
         for j, (name, values) in enumerate(_parameter_draws(post, design).items()):
             ranks[i, j] = int((values[keep] < truths[name][i]).sum())
         p = _typical_p(post, design)

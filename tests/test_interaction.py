@@ -100,7 +100,7 @@ def test_interaction_drops_without_two_severities():
         )
     )
     eff = effective_structure(spec, one.cells())
-    assert eff["interaction"] is False and "interaction_sd" not in eff["priors"]
+    assert eff.interaction is False and "interaction_sd" not in eff.priors
     names = {v.name for v in sxb.build_model(one.cells(), spec).free_RVs}
     assert "interaction_z" not in names and "interaction_sd" not in names
 

@@ -118,7 +118,7 @@ def test_patient_effect_drops_with_one_episode_per_patient():
     )
     spec = sxb.load_spec("patient_effect")
     eff = effective_structure(spec, cells_for(cohort, spec))
-    assert eff["patient_effect"] is False and "patient_sd" not in eff["priors"]
+    assert eff.patient_effect is False and "patient_sd" not in eff.priors
 
 
 def test_example_cohort_patients_have_several_episodes(example):

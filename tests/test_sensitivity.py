@@ -3,6 +3,7 @@ resume, failure isolation, the Dask executor, the conclusions views, the CLI."""
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import warnings
 
 import numpy as np
@@ -10,14 +11,13 @@ import pytest
 import xarray as xr
 
 import scleromx_bayes as sxb
-from scleromx_bayes import sensitivity as sens_mod
+from scleromx_bayes.sensitivity import grid_from_dict
 from scleromx_bayes.fit import clear_compiled_cache
 from scleromx_bayes.sensitivity import (
     Grid,
     GridError,
     conclusions,
     load_grid,
-    power_scaling,
     rank_stability,
     resolve,
     run_sensitivity,
@@ -87,7 +87,7 @@ def test_product_and_list_grids_from_toml(tmp_path):
     assert grid.draws == 500
     assert grid.scenarios[0].get("outcome") == "orr"
     # a grid written back is read back the same
-    again = sens_mod.grid_from_dict(grid.to_dict())
+    again = grid_from_dict(grid.to_dict())
     assert again.scenarios == grid.scenarios
 
 
@@ -216,62 +216,55 @@ def test_leave_one_site_out_equals_fit_without_that_site(example):
     assert int(masked["n_evaluable"].sel(site="Centre D").sum()) == 0
 
 
-def test_resume_after_an_interrupted_run(example, small_grid, tmp_path, monkeypatch):
+class _Interrupting(cf.Executor):
+    """Runs scenarios in this process; a user's Ctrl-C arrives as the third result is
+    collected (after two scenarios finished). Counts what it was asked to run."""
+
+    def __init__(self, interrupt_at: int | None = None, fail: str | None = None):
+        self.submitted: list[str] = []
+        self.interrupt_at, self.fail = interrupt_at, fail
+
+    def submit(self, fn, *args, **kwargs):
+        name = args[0].scenario.name
+        self.submitted.append(name)
+        future: cf.Future = cf.Future()
+        if len(self.submitted) == self.interrupt_at:
+            future.set_exception(KeyboardInterrupt())
+        elif name == self.fail:
+            future.set_exception(FloatingPointError("worker crashed"))
+        else:
+            future.set_result(fn(*args, **kwargs))
+        return future
+
+
+def test_resume_after_an_interrupted_run(example, small_grid, tmp_path):
     store = tmp_path / "store"
-    real = sens_mod._run_one
-    calls = []
-
-    def interrupt_on_third(*args, **kwargs):
-        calls.append(args[0].scenario.name)
-        if len(calls) == 3:
-            raise KeyboardInterrupt  # a user's Ctrl-C in the middle of the grid
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(sens_mod, "_run_one", interrupt_on_third)
     with pytest.raises(KeyboardInterrupt):
-        run_sensitivity(example, small_grid, store=store)
-    assert sens_mod.Store(store).finished() == 2
-
-    calls.clear()
-
-    def count_calls(*args, **kwargs):
-        calls.append(args[0].scenario.name)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(sens_mod, "_run_one", count_calls)
-    resumed = run_sensitivity(example, small_grid, store=store)
-    assert resumed.attrs["n_reused"] == 2 and len(calls) == 4  # only what was not finished
+        run_sensitivity(example, small_grid, store=store, executor=_Interrupting(3))
+    assert len(list((store / "scenarios").glob("*.nc"))) == 2
+    again = _Interrupting()
+    resumed = run_sensitivity(example, small_grid, store=store, executor=again)
+    assert resumed.attrs["n_reused"] == 2 and len(again.submitted) == 4  # only what was left
     fresh = run_sensitivity(example, small_grid)
     xr.testing.assert_allclose(resumed["p_cr_new_site"], fresh["p_cr_new_site"], rtol=1e-12)
     with pytest.raises(GridError, match="already holds 6 finished scenario"):
         run_sensitivity(example, small_grid, store=store, resume=False)
 
 
-def test_a_failing_scenario_is_recorded_and_the_others_go_on(
-    example, small_grid, tmp_path, monkeypatch
-):
-    real = sens_mod.fit_cells
-
-    def broken_for_wide_site_prior(cells, spec, **kwargs):
-        if spec.prior("site_sd").params["sigma"] == 1.0:
-            raise FloatingPointError("sampler crashed")
-        return real(cells, spec, **kwargs)
-
-    monkeypatch.setattr(sens_mod, "fit_cells", broken_for_wide_site_prior)
+def test_a_failing_scenario_is_recorded_and_the_others_go_on(example, small_grid, tmp_path):
     store = tmp_path / "store"
-    sens = run_sensitivity(example, small_grid, store=store)
+    sens = run_sensitivity(
+        example, small_grid, store=store, executor=_Interrupting(fail="site_sd=1.0")
+    )
     status = sens["status"].to_series()
     assert status["site_sd=1.0"] == "error"
-    assert (
-        "FloatingPointError: sampler crashed" in sens["reason"].sel(scenario="site_sd=1.0").item()
-    )
+    assert "FloatingPointError: worker crashed" in sens["reason"].sel(scenario="site_sd=1.0").item()
     assert (status.drop("site_sd=1.0") == "ok").all()
     assert bool(sens["p_cr_new_site"].sel(scenario="site_sd=1.0").isnull().all())
     assert list((store / "scenarios").glob("*.error.json"))  # the failure is on disk too
     table = conclusions(sens)
-    assert (table["scenarios_excluded"] == 1).all()
+    assert table["scenarios_left_out"].str.contains(r"site_sd=1\.0 \(error\)").all()
     # on resume, the failed scenario is retried (and now succeeds); the rest are reused
-    monkeypatch.setattr(sens_mod, "fit_cells", real)
     again = run_sensitivity(example, small_grid, store=store)
     assert (again["status"] == "ok").all() and again.attrs["n_reused"] == 5
     assert not list((store / "scenarios").glob("*.error.json"))
@@ -327,8 +320,8 @@ def test_conclusions_ranges_and_flips(small_run):
     mid = (row.p_better_min + row.p_better_max) / 2
     assert row.p_better_min < row.p_better_max
     flipped = conclusions(sens, decision=mid).iloc[0]
-    assert flipped.decision_flips and flipped.flipping_scenarios
-    assert not conclusions(sens, decision=0.999).iloc[0].decision_flips
+    assert flipped.flips == "yes" and flipped.flipping_scenarios
+    assert conclusions(sens, decision=0.999).iloc[0].flips == "no"
     ranks = rank_stability(sens)
     assert (ranks["expected_rank_min"] >= 1).all()
     assert (ranks["expected_rank_max"] <= sens.sizes["regimen"]).all()
@@ -376,7 +369,7 @@ def test_tipping_point_shift_under_no_pooling_is_monotone(example):
 
 
 def test_power_scaling_screen(base_fit):
-    table = power_scaling(base_fit)
+    table = sxb.power_scaling(base_fit)
     assert {"prior", "likelihood", "diagnosis"} <= set(table.columns)
     assert any(ix.startswith("regimen_logit[") for ix in table.index)
     assert "site_sd" in table.index
@@ -392,3 +385,61 @@ def test_sensitivity_forest_png(small_run, tmp_path):
     path = sensitivity_forest(sens, tmp_path / "forest.png", severity="severe")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert path.stat().st_size > 10_000
+
+
+# -- conclusions that cannot mislead ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def structural_run(example):
+    """Baseline, complete pooling (no contrast by assumption), a dropped regimen, ORR."""
+    grid = Grid.from_list(
+        [
+            {"name": "baseline"},
+            {"name": "pooled", "model": "complete_pooling"},
+            {"name": "no DNS", "drop_regimen": "DNS rescue"},
+            {"name": "orr", "outcome": "orr"},
+        ],
+        **RUN,
+    )
+    return grid, run_sensitivity(example, grid)
+
+
+def test_undefined_contrasts_are_left_out_with_their_reason(structural_run):
+    _, sens = structural_run
+    assert sens.attrs["n_ok"] == 4  # complete pooling stays in the grid and the Dataset
+    pooled = sens.sel(scenario="pooled")
+    assert bool(pooled["prob_better"].isnull().all())
+    assert bool(pooled["risk_difference"].isnull().all())
+    assert "complete pooling" in str(pooled["contrast_note"].values)
+    table = conclusions(sens).set_index(["regimen", "severity"])
+    # the 0.00 that complete pooling would give is not in any range
+    assert (table["p_better_min"] > 0.05).all(), table["p_better_min"]
+    assert table["scenarios_left_out"].str.contains(r"pooled \(undefined under the model\)").all()
+    dns = table.loc[("DNS rescue", "severe")]
+    assert "no DNS (regimen not in the data)" in dns.scenarios_left_out
+    assert dns.scenarios_used == 2
+    other = table.loc[("Len-Dex-HDIVig", "severe")]
+    assert "no DNS" not in other.scenarios_left_out and other.scenarios_used == 3
+
+
+def test_not_assessable_when_the_baseline_is_left_out(example):
+    grid = Grid.from_list(
+        [{"name": "baseline", "model": "complete_pooling"}, {"name": "partial"}], **RUN
+    )
+    table = conclusions(run_sensitivity(example, grid))
+    assert (table["flips"] == "not assessable").all()
+    assert table["p_better_baseline"].isnull().all()
+
+
+def test_each_scenario_carries_its_own_outcome(structural_run, tmp_path):
+    grid, _ = structural_run
+    store = tmp_path / "store"
+    sens = run_sensitivity(sxb.load_example(), grid, store=store)
+    assert sens["outcome_definition"].sel(scenario="orr").item() == "orr"
+    assert sens["outcome_definition"].sel(scenario="baseline").item() == "cr"
+    # the stored per-scenario summaries carry their own outcome in their attributes
+    outcomes = sorted(
+        sxb.read_dataset(f).attrs["outcome"] for f in (store / "scenarios").glob("*.nc")
+    )
+    assert outcomes == ["cr", "cr", "cr", "orr"]

@@ -5,28 +5,60 @@
 >>> fit = sxb.fit(cohort, "base", seed=1)                           # doctest: +SKIP
 >>> ds = fit.summary()                   # xarray.Dataset            # doctest: +SKIP
 >>> sens = sxb.run_sensitivity(cohort, "default", store="sens")     # doctest: +SKIP
+
+The data flow, one module (or package) a step: ``cohort`` → ``spec`` → ``model`` →
+``fit`` → ``summary`` → ``io``; ``checks``, ``validation`` and ``sensitivity`` work
+on fits; ``plots`` draws; ``cli`` is a shell over this public API. See
+ARCHITECTURE.md.
 """
 
-from .checks import compare, loo, posterior_predictive_check, prior_predictive_check
+from .checks import (
+    compare,
+    loo,
+    posterior_predictive_check,
+    power_scaling,
+    prior_predictive_check,
+)
 from .cohort import (
     CellTable,
     Cohort,
     CohortError,
+    LevelWarning,
     OutcomeDefinition,
     Problem,
     read_cohort,
     read_counts,
     read_data,
 )
-from .fit import Diagnostics, Fit, compile_count, fit, fit_cells
-from .io import read_dataset, read_posterior, write_dataset, write_posterior
+from .diagnostics import ConvergenceCriteria, Diagnostics
+from .errors import InputError, SettingsError
+from .fit import (
+    Fit,
+    FitTiming,
+    SamplerSettings,
+    clear_compiled_cache,
+    compile_count,
+    fit,
+    fit_cells,
+)
+from .io import (
+    check_writable,
+    output_folder,
+    read_dataset,
+    read_posterior,
+    write_csv,
+    write_dataset,
+    write_posterior,
+)
 from .model import build_model
+from .plots import forest_plot, predictive_plot, sensitivity_forest
+from .provenance import DataProvenance
 from .sensitivity import (
     Grid,
     GridError,
+    StoreError,
     conclusions,
     load_grid,
-    power_scaling,
     rank_stability,
     run_sensitivity,
     tipping_point,
@@ -42,28 +74,41 @@ __all__ = [
     "CellTable",
     "Cohort",
     "CohortError",
+    "ConvergenceCriteria",
+    "DataProvenance",
     "Diagnostics",
     "Fit",
+    "FitTiming",
     "Grid",
     "GridError",
+    "InputError",
+    "LevelWarning",
     "ModelSpec",
     "OutcomeDefinition",
     "Prior",
     "Problem",
+    "SamplerSettings",
+    "SettingsError",
     "SpecError",
+    "StoreError",
     "build_model",
+    "check_writable",
+    "clear_compiled_cache",
     "compare",
     "compile_count",
     "conclusions",
     "fit",
     "fit_cells",
+    "forest_plot",
     "list_specs",
-    "loo",
     "load_example",
     "load_grid",
     "load_spec",
+    "loo",
+    "output_folder",
     "posterior_predictive_check",
     "power_scaling",
+    "predictive_plot",
     "prior_predictive_check",
     "rank_stability",
     "read_cohort",
@@ -73,9 +118,11 @@ __all__ = [
     "read_posterior",
     "run_sensitivity",
     "sbc",
+    "sensitivity_forest",
     "simulate_cohort",
     "summarise",
     "tipping_point",
+    "write_csv",
     "write_dataset",
     "write_posterior",
 ]

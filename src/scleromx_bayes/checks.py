@@ -19,44 +19,34 @@ different things:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Iterable, Mapping
+from typing import Literal
 
+import arviz as az
 import numpy as np
 import pandas as pd
+import pymc as pm
 import xarray as xr
-from scipy.special import expit, gammaln, log_expit
+from scipy.special import gammaln
 
 from .cohort import CellTable
+from .fit import Fit
+from .model import build_model, category_log_probs, exact_float_math, ordinal_counts
+from .model import names as v
+from .provenance import SYNTHETIC_NOTE
 from .spec import ModelSpec, load_spec
-from .summary import SYNTHETIC_NOTE
-
-if TYPE_CHECKING:
-    from .fit import Fit
 
 __all__ = [
     "compare",
     "loo",
     "pointwise_log_likelihood",
     "posterior_predictive_check",
+    "power_scaling",
     "prior_predictive_check",
 ]
 
 Level = Literal["episode", "cell"]
 PARETO_K_MAX = 0.7
-
-
-def cell_logit(post: xr.Dataset, cells: CellTable) -> np.ndarray:
-    """Draws of each cell's log-odds, shape (chain, draw, cell)."""
-    eta = post["typical_logit"].values[..., cells.index("regimen"), cells.index("severity")]
-    if "site_effect" in post:
-        eta = eta + post["site_effect"].values[..., cells.index("site")]
-    if "patient_effect" in post:
-        eta = eta + post["patient_effect"].values[..., cells.index("patient")]
-    if "covariate_effect" in post:
-        x = cells.frame[list(cells.covariates)].to_numpy(dtype=np.float64)
-        eta = eta + post["covariate_effect"].values @ x.T
-    return eta
 
 
 def pointwise_log_likelihood(fit: Fit, level: Level = "episode") -> xr.DataArray:
@@ -101,33 +91,36 @@ def pointwise_log_likelihood(fit: Fit, level: Level = "episode") -> xr.DataArray
         ll,
         dims=("chain", "draw", "observation"),
         coords={"observation": np.arange(ll.shape[-1]), **obs},
-        name="responders",
+        name=v.RESPONDERS,
     )
 
 
 def _category_log_probs(fit: Fit) -> tuple[np.ndarray, np.ndarray]:
-    """Per draw and cell, the log-probability of each response category, and each
-    cell's counts by category: (non-responder, responder) for the binary models,
-    (NR, PR, CR) for the ordinal one."""
-    from .model import ordinal_counts
-
+    """Per draw and cell, the log-probability of each response category (from the
+    model's graph), and each cell's counts by category: (non-responder, responder)
+    for the binary models, (NR, PR, CR) for the ordinal one."""
     cells = fit.cells
     post = fit.posterior["posterior"].to_dataset()
-    eta = cell_logit(post, cells)
-    if "cutpoint_gap" not in post:
-        log_p = np.stack([log_expit(-eta), log_expit(eta)], axis=-1)
-        return log_p, np.stack([cells.n - cells.y, cells.y], axis=-1)
-    gap = post["cutpoint_gap"].values[..., None]
-    log_odds_cr = eta - gap * (cells.outcome.response == "orr")
-    p_cr, p_ge = expit(log_odds_cr), expit(log_odds_cr + gap)
-    log_p = np.log(np.stack([1 - p_ge, p_ge - p_cr, p_cr], axis=-1))
-    return log_p, ordinal_counts(cells)
+    log_p = category_log_probs(post, cells, fit.spec, fit.shift_vector()).values
+    if fit.spec.response_scale == "ordinal":
+        return log_p, ordinal_counts(cells)
+    return log_p, np.stack([cells.n - cells.y, cells.y], axis=-1)
+
+
+def _outcome_probability(fit: Fit) -> np.ndarray:
+    """Per draw and cell, the probability of the summarised outcome (CR, or CR or PR
+    under ``orr``): what the observed responder counts are counts of."""
+    log_p, _ = _category_log_probs(fit)
+    p = np.exp(log_p)
+    if fit.spec.response_scale != "ordinal":
+        return p[..., 1]
+    return p[..., 2] + (p[..., 1] if fit.cells.outcome.response == "orr" else 0.0)
 
 
 def _with_log_likelihood(fit: Fit, level: Level) -> xr.DataTree:
     tree = fit.posterior.copy()
     ll = pointwise_log_likelihood(fit, level)
-    tree["log_likelihood"] = xr.DataTree(xr.Dataset({"responders": ll}))
+    tree["log_likelihood"] = xr.DataTree(xr.Dataset({v.RESPONDERS: ll}))
     return tree
 
 
@@ -139,11 +132,9 @@ def loo(fit: Fit, level: Level = "episode"):
     >>> result = loo(fit, "episode")  # doctest: +SKIP
     >>> result.elpd, result.se, result.pareto_k.max()  # doctest: +SKIP
     """
-    import arviz as az
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # Pareto k is reported by compare()
-        return az.loo(_with_log_likelihood(fit, level), pointwise=True, var_name="responders")
+        return az.loo(_with_log_likelihood(fit, level), pointwise=True, var_name=v.RESPONDERS)
 
 
 def compare(fits: Mapping[str, Fit], level: Level = "episode") -> pd.DataFrame:
@@ -167,17 +158,15 @@ def compare(fits: Mapping[str, Fit], level: Level = "episode") -> pd.DataFrame:
     --------
     >>> table = compare({"base": fit_a, "no_pooling": fit_b})  # doctest: +SKIP
     """
-    import arviz as az
-
     if len(fits) < 2:
         raise ValueError("compare needs at least two fits")
     trees = {name: _with_log_likelihood(f, level) for name, f in fits.items()}
     first_name, first = next(iter(fits.items()))
-    reference = trees[first_name]["log_likelihood"]["responders"]
+    reference = trees[first_name]["log_likelihood"][v.RESPONDERS]
     for name, f in fits.items():
-        ll = trees[name]["log_likelihood"]["responders"]
+        ll = trees[name]["log_likelihood"][v.RESPONDERS]
         same = (
-            f.data.get("fingerprint") == first.data.get("fingerprint")
+            f.data.fingerprint == first.data.fingerprint
             and ll.sizes["observation"] == reference.sizes["observation"]
             and all(
                 np.array_equal(ll[c].values, reference[c].values)
@@ -199,7 +188,7 @@ def compare(fits: Mapping[str, Fit], level: Level = "episode") -> pd.DataFrame:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         results = {
-            name: az.loo(t, pointwise=True, var_name="responders") for name, t in trees.items()
+            name: az.loo(t, pointwise=True, var_name=v.RESPONDERS) for name, t in trees.items()
         }
         table = az.compare(results, round_to="none")
     table = pd.DataFrame(table)
@@ -283,7 +272,7 @@ def posterior_predictive_check(fit: Fit, *, seed: int = 0, interval: float = 0.9
         ``predictive_p_value``, each over regimen x severity.
     """
     cells = fit.cells
-    p = expit(cell_logit(fit.posterior["posterior"].to_dataset(), cells))
+    p = _outcome_probability(fit)
     p = p.reshape(-1, p.shape[-1])
     rng = np.random.default_rng(seed)
     replicated = rng.binomial(cells.n, p)
@@ -301,14 +290,37 @@ def prior_predictive_check(
 ) -> xr.Dataset:
     """What the priors alone predict for the observed design, against the observed
     counts: a prior that cannot produce the data shows here before any fit."""
-    import pymc as pm
-
-    from .model import build_model
-
     spec = load_spec(spec) if isinstance(spec, str) else spec
+    if spec.response_scale == "ordinal":
+        raise ValueError("the prior predictive check counts responders: use a binary model")
     model = build_model(cells, spec)
-    with warnings.catch_warnings():
+    with exact_float_math(), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         prior = pm.sample_prior_predictive(draws=draws, model=model, random_seed=seed)
-    replicated = prior["prior_predictive"]["responders"].values.reshape(draws, -1)
+    replicated = prior["prior_predictive"][v.RESPONDERS].values.reshape(draws, -1)
     return _aggregate(cells, replicated, interval, "prior predictive", synthetic)
+
+
+def power_scaling(fit: Fit, var_names: Iterable[str] = v.POWER_SCALING_CHECKED) -> pd.DataFrame:
+    """Power-scaling prior/likelihood sensitivity (ArviZ ``psense_summary``) of a fit.
+
+    Adds ``log_prior`` and ``log_likelihood`` groups to ``fit.posterior`` (kept,
+    so later calls reuse them) and returns ArviZ's table with its diagnosis per
+    variable ("potential prior-data conflict", "potential strong prior / weak
+    likelihood", or a check mark).
+
+    Examples
+    --------
+    >>> power_scaling(fit)  # doctest: +SKIP
+    """
+    tree = fit.posterior
+    names = [name for name in var_names if name in tree["posterior"].data_vars]
+    if "log_prior" not in tree.children or "log_likelihood" not in tree.children:
+        model = build_model(fit.cells, fit.spec)
+        with model:
+            pm.set_data({v.REGIMEN_PRIOR_SHIFT: fit.shift_vector()})
+        with exact_float_math(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pm.compute_log_likelihood(tree, model=model, progressbar=False)
+            pm.stats.compute_log_prior(tree, model=model, progressbar=False)
+    return az.psense_summary(tree, var_names=names)

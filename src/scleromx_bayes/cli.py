@@ -1,24 +1,31 @@
-"""``scleromx-bayes``: the command line, a thin shell over the Python API.
+"""``scleromx-bayes``: the command line, a thin shell over the public Python API.
 
-Bad input (unreadable or invalid data, an invalid spec, an impossible option)
-ends with exit status 2 and one clear message on stderr, before anything is
-written to the output folder.
+Exit status: 0 on success; 2 for bad input (data, spec, grid, option: anything the
+user can fix), with one message on stderr naming what to fix, before anything is
+written to the output folder; 1 for anything else, which is a bug in the package:
+a short message, and the traceback with ``--debug``. Everything a user wrote
+(labels, file names, scenario names) is printed literally, never as markup.
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+import multiprocessing as mp
 import sys
+import traceback
 import warnings
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from .cohort import Cohort, CohortError, OutcomeDefinition, read_data
-from .spec import ModelSpec, SpecError, load_spec
+import scleromx_bayes as sxb
+from scleromx_bayes.errors import InputError
 
 app = typer.Typer(
     add_completion=False,
@@ -26,8 +33,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Bayesian CR-probability models for small rare-disease cohorts.",
 )
-out = Console()
-err = Console(stderr=True)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+SYNTHETIC_TAG = "(SYNTHETIC DATA - not real patients)"
 
 
 class Outcome(StrEnum):
@@ -47,119 +55,90 @@ class Kind(StrEnum):
     counts = "counts"
 
 
-class BadInput(Exception):
-    """Raised for anything the user can fix; reported without a traceback."""
+class BadInput(InputError):
+    """An impossible combination of options; reported without a traceback."""
 
 
-def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
-    sys.exit(2)
+def say(*parts: str | Text, console: Console = out) -> None:
+    """Print text literally (user labels may contain square brackets)."""
+    console.print(Text.assemble(*parts), soft_wrap=True)
 
 
-def _load(data: Path, kind: Kind) -> Cohort:
-    return read_data(data, kind=None if kind == Kind.auto else kind.value)
+def _title(text: str, synthetic: bool) -> Text:
+    title = Text(text)
+    if synthetic:
+        title.append("  " + SYNTHETIC_TAG, style="bold yellow")
+    return title
 
 
-def _spec(model: str) -> ModelSpec:
-    return load_spec(model)
-
-
-def _out_dir(path: Path) -> Path:
-    if path.exists() and not path.is_dir():
-        raise BadInput(f"--out {path} exists and is not a folder")
-    return path
+def _load(
+    data: Path,
+    kind: Kind,
+    sheet: str | None = None,
+    encoding: str | None = None,
+    severity_order: str | None = None,
+) -> sxb.Cohort:
+    order = [s.strip() for s in severity_order.split(",")] if severity_order else None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", sxb.LevelWarning)
+        cohort = sxb.read_data(
+            data,
+            kind=None if kind == Kind.auto else kind.value,
+            sheet=sheet,
+            encoding=encoding,
+            severity_order=order,
+        )
+    for w in caught:
+        say(Text("warning: ", style="bold yellow"), str(w.message), console=err)
+    return cohort
 
 
 def print_summary(ds, console: Console = out) -> None:
     """Print CR probability (mean, HDI) and P(better than reference) per regimen x severity."""
     ref = ds.attrs["reference_regimen"]
     prob = ds.attrs["hdi_prob"]
-    title = f"CR probability at a new centre, model '{ds.attrs['model_name']}'"
-    if ds.attrs.get("synthetic"):
-        title += "  [bold yellow](SYNTHETIC DATA - not real patients)[/]"
+    title = _title(
+        f"CR probability at a new centre, model '{ds.attrs['model_name']}'",
+        bool(ds.attrs.get("synthetic")),
+    )
     table = Table(title=title, title_justify="left")
-    table.add_column("regimen")
-    table.add_column("severity")
-    table.add_column("n (CR)", justify="right")
-    table.add_column(f"P(CR) mean [{prob:.0%} HDI]", justify="right")
-    table.add_column(f"P(better than {ref})", justify="right")
+    for name in ("regimen", "severity", "n (CR)", f"P(CR) mean [{prob:.0%} HDI]"):
+        table.add_column(Text(name), justify="left" if name in ("regimen", "severity") else "right")
+    table.add_column(Text(f"P(better than {ref})"), justify="right")
     p = ds["p_cr_new_site"]
     n = ds["n_evaluable"].sum("site")
     y = ds["n_responders"].sum("site")
-    for reg in ds["regimen"].values:
-        for sev in ds["severity"].values:
+    for reg in map(str, ds["regimen"].values):
+        for sev in map(str, ds["severity"].values):
             s = p.sel(regimen=reg, severity=sev)
             better = float(ds["prob_better"].sel(regimen=reg, severity=sev))
-            table.add_row(
-                str(reg),
-                str(sev),
+            cells = [
+                reg,
+                sev,
                 f"{int(n.sel(regimen=reg, severity=sev))} "
                 f"({int(y.sel(regimen=reg, severity=sev))})",
                 f"{float(s.sel(stat='mean')):.2f} [{float(s.sel(stat='hdi_lower')):.2f}, "
                 f"{float(s.sel(stat='hdi_upper')):.2f}]",
-                "reference" if reg == ref else f"{better:.2f}",
-            )
+                "reference"
+                if reg == ref
+                else ("undefined" if better != better else f"{better:.2f}"),
+            ]
+            table.add_row(*map(Text, cells))
     console.print(table)
     if "exchangeability_weight" in ds:
         weights = ", ".join(
             f"{r} {float(w):.2f}" for r, w in ds["exchangeability_weight"].to_series().items()
         )
-        console.print(f"EXNEX: posterior probability of being exchangeable: {weights}")
+        say(f"EXNEX: posterior probability of being exchangeable: {weights}", console=console)
     problems = ds.attrs.get("diagnostics_problems", "none")
     if problems != "none":
-        console.print(f"[bold yellow]sampling diagnostics:[/] {problems}")
+        say(Text("sampling diagnostics: ", style="bold yellow"), problems, console=console)
     else:
-        console.print(
+        say(
             f"diagnostics: R-hat <= {ds.attrs['diagnostics_max_rhat']:.3f}, "
-            f"bulk ESS >= {ds.attrs['diagnostics_min_ess_bulk']:.0f}, no divergences"
+            f"bulk ESS >= {ds.attrs['diagnostics_min_ess_bulk']:.0f}, no divergences",
+            console=console,
         )
-
-
-def _run_fit(
-    cohort: Cohort,
-    spec: ModelSpec,
-    outcome: OutcomeDefinition,
-    out_dir: Path,
-    *,
-    draws: int,
-    tune: int,
-    chains: int,
-    seed: int,
-    sampler: str,
-    fmt: str,
-    target_accept: float | None = None,
-) -> None:
-    from .checks import posterior_predictive_check
-    from .fit import fit
-    from .io import write_dataset, write_posterior
-    from .plots import forest_plot, predictive_plot
-
-    with warnings.catch_warnings(record=True):
-        warnings.simplefilter("always")  # diagnostics are printed below, not as warnings
-        result = fit(
-            cohort,
-            spec,
-            outcome=outcome,
-            draws=draws,
-            tune=tune,
-            chains=chains,
-            seed=seed,
-            sampler=sampler,
-            target_accept=target_accept,
-        )
-    ds = result.summary()
-    print_summary(ds)
-    ppc = posterior_predictive_check(result, seed=seed)
-    print_predictive_check(ppc)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ext = ".zarr" if fmt == "zarr" else ".nc"
-    paths = [
-        write_dataset(ds, out_dir / f"summary{ext}"),
-        write_posterior(result.posterior, out_dir / f"posterior{ext}"),
-        forest_plot(ds, out_dir / "forest.png"),
-        predictive_plot(ppc, out_dir / "ppc.png"),
-    ]
-    out.print("wrote " + ", ".join(str(p) for p in paths))
 
 
 def print_predictive_check(ppc, console: Console = out) -> None:
@@ -168,22 +147,65 @@ def print_predictive_check(ppc, console: Console = out) -> None:
     if bool(p.isnull().all()):
         return
     worst = p.where(p.notnull(), 2.0).argmin(...)
-    reg, sev = (
-        str(p["regimen"].values[worst["regimen"]]),
-        str(p["severity"].values[worst["severity"]]),
-    )
+    reg = str(p["regimen"].values[worst["regimen"]])
+    sev = str(p["severity"].values[worst["severity"]])
     value = float(p.isel(worst))
-    flag = "[bold yellow]check this count[/]" if value < 0.05 else "no count stands out"
-    console.print(f"posterior predictive check: smallest p = {value:.2f} ({reg}, {sev}); {flag}")
+    flag = Text("check this count", style="bold yellow") if value < 0.05 else "no count stands out"
+    say(
+        f"posterior predictive check: smallest p = {value:.2f} ({reg}, {sev}); ",
+        flag,
+        console=console,
+    )
+
+
+def _run_fit(
+    cohort: sxb.Cohort,
+    spec: sxb.ModelSpec,
+    outcome: sxb.OutcomeDefinition,
+    out_dir: Path,
+    *,
+    settings: dict,
+    seed: int,
+    fmt: str,
+) -> None:
+    sxb.check_writable(out_dir)  # before the fit, not after it
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")  # diagnostics are printed below, not as warnings
+        result = sxb.fit(cohort, spec, outcome=outcome, seed=seed, **settings)
+    ds = result.summary()
+    print_summary(ds)
+    ppc = sxb.posterior_predictive_check(result, seed=seed)
+    print_predictive_check(ppc)
+    ext = ".zarr" if fmt == "zarr" else ".nc"
+    # every file written to a staging folder, moved into place only when all succeeded
+    with sxb.output_folder(out_dir) as stage:
+        sxb.write_dataset(ds, stage / f"summary{ext}")
+        sxb.write_posterior(result.posterior, stage / f"posterior{ext}")
+        sxb.forest_plot(ds, stage / "forest.png")
+        sxb.predictive_plot(ppc, stage / "ppc.png")
+        names = sorted(p.name for p in stage.iterdir())
+    say("wrote " + ", ".join(str(out_dir / name) for name in names))
 
 
 OutcomeOpt = Annotated[Outcome, typer.Option(help="cr: complete response; orr: CR or PR.")]
 NEOpt = Annotated[NEPolicy, typer.Option(help="What a not-evaluable episode becomes.")]
 KindOpt = Annotated[Kind, typer.Option(help="Force the table kind (default: by its columns).")]
+SheetOpt = Annotated[
+    str | None, typer.Option(help="Excel: the sheet to read (needed if several have data).")
+]
+EncodingOpt = Annotated[
+    str | None, typer.Option(help="Text encoding of a CSV file (default UTF-8 or UTF-16).")
+]
+SeverityOrderOpt = Annotated[
+    str | None,
+    typer.Option(help="Severity levels, least severe first, comma-separated (e.g. mild,severe)."),
+]
 DrawsOpt = Annotated[int, typer.Option(min=50, help="Posterior draws per chain.")]
 TuneOpt = Annotated[int, typer.Option(min=50, help="Warm-up iterations per chain.")]
-ChainsOpt = Annotated[int, typer.Option(min=1, help="Number of chains.")]
-SeedOpt = Annotated[int, typer.Option(help="Random seed (same seed, same draws).")]
+ChainsOpt = Annotated[int, typer.Option(min=1, max=64, help="Number of chains.")]
+SeedOpt = Annotated[
+    int, typer.Option(min=0, max=2**63 - 1, help="Random seed (same seed, same draws).")
+]
 FormatOpt = Annotated[str, typer.Option("--format", help="netcdf or zarr.")]
 TargetAcceptOpt = Annotated[
     float | None,
@@ -202,6 +224,15 @@ def _check_format(fmt: str) -> str:
     return fmt
 
 
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="On an internal error, show the traceback.")
+    ] = False,
+) -> None:
+    """Bayesian CR-probability models for small rare-disease cohorts."""
+
+
 @app.command()
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("demo-output"),
@@ -213,26 +244,21 @@ def demo(
     target_accept: TargetAcceptOpt = None,
 ) -> None:
     """Fit the embedded SYNTHETIC example cohort with the base model."""
-    from .simulate import load_example
-
-    cohort = load_example()
-    out.print(
-        f"Example cohort ([bold yellow]SYNTHETIC[/]): {cohort.n_patients} patients, "
-        f"{cohort.n_episodes} episodes, {len(cohort.sites)} centres, "
-        f"{len(cohort.regimens)} regimens"
+    cohort = sxb.load_example()
+    say(
+        "Example cohort (",
+        Text("SYNTHETIC", style="bold yellow"),
+        f"): {cohort.n_patients} patients, {cohort.n_episodes} episodes, "
+        f"{len(cohort.sites)} centres, {len(cohort.regimens)} regimens",
     )
     _run_fit(
         cohort,
-        load_spec("base"),
-        OutcomeDefinition(),
-        _out_dir(out_dir),
-        draws=draws,
-        tune=tune,
-        chains=chains,
+        sxb.load_spec("base"),
+        sxb.OutcomeDefinition(),
+        out_dir,
+        settings={"draws": draws, "tune": tune, "chains": chains, "target_accept": target_accept},
         seed=seed,
-        sampler="nutpie",
         fmt=_check_format(fmt),
-        target_accept=target_accept,
     )
 
 
@@ -244,6 +270,9 @@ def fit_command(
     outcome: OutcomeOpt = Outcome.cr,
     ne: NEOpt = NEPolicy.exclude,
     kind: KindOpt = Kind.auto,
+    sheet: SheetOpt = None,
+    encoding: EncodingOpt = None,
+    severity_order: SeverityOrderOpt = None,
     draws: DrawsOpt = 1000,
     tune: TuneOpt = 1000,
     chains: ChainsOpt = 4,
@@ -252,31 +281,47 @@ def fit_command(
     fmt: FormatOpt = "netcdf",
     target_accept: TargetAcceptOpt = None,
 ) -> None:
-    """Fit a model to DATA and write summary, posterior and forest plot to --out."""
+    """Fit a model to DATA and write summary, posterior and plots to --out."""
     if sampler not in ("nutpie", "pymc"):
         raise BadInput(f"--sampler must be 'nutpie' or 'pymc', not {sampler!r}")
     fmt = _check_format(fmt)
-    out_dir = _out_dir(out_dir)
-    spec = _spec(model)
-    cohort = _load(data, kind)
-    definition = OutcomeDefinition(outcome.value, ne=ne.value)
-    from .fit import cells_for
-
-    # raises here, before any output, if the outcome or the model needs a column
-    cells_for(cohort, spec, definition)
+    sxb.check_writable(out_dir)
+    spec = sxb.load_spec(model)
+    cohort = _load(data, kind, sheet, encoding, severity_order)
     _run_fit(
         cohort,
         spec,
-        definition,
+        sxb.OutcomeDefinition(outcome.value, ne=ne.value),
         out_dir,
-        draws=draws,
-        tune=tune,
-        chains=chains,
+        settings={
+            "draws": draws,
+            "tune": tune,
+            "chains": chains,
+            "sampler": sampler,
+            "target_accept": target_accept,
+        },
         seed=seed,
-        sampler=sampler,
         fmt=fmt,
-        target_accept=target_accept,
     )
+
+
+def _executor(workers: int, scheduler: str | None):
+    """An executor for the scenarios, and how to close it."""
+    if scheduler:
+        try:
+            from dask.distributed import Client  # optional dependency: the dask extra
+        except ImportError:
+            raise BadInput("--scheduler needs dask: pip install 'scleromx-bayes[dask]'") from None
+        try:
+            client = Client(scheduler, timeout="10s")
+        except OSError as exc:
+            raise BadInput(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+        return client.get_executor(), client.close
+    if workers > 1:
+        # spawn: a forked child would inherit the parent's sampler threads
+        pool = cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
+        return pool, lambda: pool.shutdown(cancel_futures=True)
+    return None, lambda: None
 
 
 @app.command()
@@ -296,10 +341,17 @@ def sensitivity(
         typer.Option("--resume", help="Reuse the finished scenarios already in --out's store."),
     ] = False,
     kind: KindOpt = Kind.auto,
+    sheet: SheetOpt = None,
+    encoding: EncodingOpt = None,
+    severity_order: SeverityOrderOpt = None,
     draws: Annotated[int | None, typer.Option(min=50, help="Override the grid's draws.")] = None,
     tune: Annotated[int | None, typer.Option(min=50, help="Override the grid's warm-up.")] = None,
-    chains: Annotated[int | None, typer.Option(min=1, help="Override the grid's chains.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Override the grid's seed.")] = None,
+    chains: Annotated[
+        int | None, typer.Option(min=1, max=64, help="Override the grid's chains.")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(min=0, max=2**63 - 1, help="Override the grid's seed.")
+    ] = None,
     decision: Annotated[
         float, typer.Option(min=0.5, max=1.0, help="Decision threshold on P(better).")
     ] = 0.9,
@@ -309,54 +361,39 @@ def sensitivity(
     Every finished scenario is kept in --out/store as soon as it finishes; run again
     with --resume after an interruption to redo only what was not finished.
     """
-    from .io import atomic_path, write_dataset
-    from .plots import sensitivity_forest
-    from .sensitivity import (
-        Store,
-        conclusions,
-        load_grid,
-        rank_stability,
-        resolve,
-        run_sensitivity,
-    )
-
     if workers > 1 and scheduler:
         raise BadInput("give --workers or --scheduler, not both")
-    out_dir = _out_dir(out_dir)
-    the_grid = load_grid(grid).with_run_settings(draws=draws, tune=tune, chains=chains, seed=seed)
-    cohort = _load(data, kind)
-    for scenario in the_grid.expand(cohort):  # bad axis values fail here, before any fit
-        resolve(cohort, the_grid, scenario)
+    sxb.check_writable(out_dir)
+    the_grid = sxb.load_grid(grid).with_run_settings(
+        draws=draws, tune=tune, chains=chains, seed=seed
+    )
+    cohort = _load(data, kind, sheet, encoding, severity_order)
     store = out_dir / "store"
-    if not resume and Store(store).finished():
-        raise BadInput(
-            f"{store} already holds {Store(store).finished()} finished scenario(s): "
-            "add --resume to reuse them, or choose another --out"
-        )
     executor, closer = _executor(workers, scheduler)
     try:
-        sens = run_sensitivity(
-            cohort, the_grid, executor=executor, store=store, resume=True, progress=True
+        sens = sxb.run_sensitivity(
+            cohort, the_grid, executor=executor, store=store, resume=resume, progress=True
         )
     except KeyboardInterrupt:
-        err.print(
-            f"interrupted: {Store(store).finished()} finished scenario(s) are kept in "
-            f"{store}; run again with --resume to finish"
+        say(
+            f"interrupted: the finished scenarios are kept in {store}; run again with "
+            "--resume to finish",
+            console=err,
         )
         sys.exit(130)
     finally:
         closer()
-    table = conclusions(sens, decision=decision)
-    ranks = rank_stability(sens)
+    table = sxb.conclusions(sens, decision=decision)
     print_conclusions(sens, table, decision)
-    severity = _most_informative_severity(sens)
-    paths = [write_dataset(sens, out_dir / "sensitivity.nc")]
-    for name, frame in (("conclusions.csv", table), ("rank_stability.csv", ranks)):
-        with atomic_path(out_dir / name) as tmp:
-            frame.to_csv(tmp, index=False)
-        paths.append(out_dir / name)
-    paths.append(sensitivity_forest(sens, out_dir / "sensitivity_forest.png", severity=severity))
-    out.print("wrote " + ", ".join(str(p) for p in paths))
+    with sxb.output_folder(out_dir) as stage:
+        sxb.write_dataset(sens, stage / "sensitivity.nc")
+        sxb.write_csv(table, stage / "conclusions.csv", index=False)
+        sxb.write_csv(sxb.rank_stability(sens), stage / "rank_stability.csv", index=False)
+        sxb.sensitivity_forest(
+            sens, stage / "sensitivity_forest.png", severity=_most_informative_severity(sens)
+        )
+        names = sorted(p.name for p in stage.iterdir())
+    say("wrote " + ", ".join(str(out_dir / name) for name in names))
 
 
 def _most_informative_severity(sens) -> str:
@@ -365,76 +402,69 @@ def _most_informative_severity(sens) -> str:
     return str(n["severity"].values[int(n.values.argmax())])
 
 
-def _executor(workers: int, scheduler: str | None):
-    """An executor for the scenarios, and how to close it."""
-    if scheduler:
-        try:
-            from dask.distributed import Client
-        except ImportError:
-            raise BadInput("--scheduler needs dask: pip install 'scleromx-bayes[dask]'") from None
-        try:
-            client = Client(scheduler, timeout="10s")
-        except OSError as exc:
-            raise BadInput(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
-        return client.get_executor(), client.close
-    if workers > 1:
-        import concurrent.futures as cf
-        import multiprocessing as mp
-
-        # spawn: a forked child would inherit the parent's sampler threads
-        pool = cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
-        return pool, lambda: pool.shutdown(cancel_futures=True)
-    return None, lambda: None
+def _interval(base: float, low: float, high: float, fmt: str) -> str:
+    if base != base and low != low:
+        return "not assessable"
+    base_text = "n/a" if base != base else format(base, fmt)
+    return f"{base_text} [{format(low, fmt)}, {format(high, fmt)}]"
 
 
 def print_conclusions(sens, table, decision: float, console: Console = out) -> None:
-    """Print P(better) and the risk difference per contrast: baseline and range across
-    scenarios, and whether the decision flips."""
+    """P(better) and the risk difference per contrast: baseline and range across the
+    scenarios where the contrast is defined and trusted, whether the decision flips,
+    and (under the table, so it stays readable in 80 columns) which scenarios flip
+    it and which were left out, and why."""
     a = sens.attrs
-    title = (
-        f"Sensitivity of regimen contrasts vs {a['reference_regimen']}: "
-        f"{a['n_ok']} of {a['n_scenarios']} scenarios usable, "
-        f"{a['compilations']} model(s) compiled"
+    title = _title(
+        f"Regimen contrasts vs {a['reference_regimen']}: {a['n_ok']} of {a['n_scenarios']} "
+        f"scenarios ran cleanly, {a['compilations']} model(s) compiled",
+        bool(a.get("synthetic")),
     )
-    if a.get("synthetic"):
-        title += "  [bold yellow](SYNTHETIC DATA - not real patients)[/]"
-    t = Table(title=title, title_justify="left")
-    for col in (
-        "regimen",
-        "severity",
-        "P(better) baseline [range]",
-        "RD baseline [range]",
-        f"P(better) > {decision:g} flips?",
-    ):
-        t.add_column(col, justify="left" if col in ("regimen", "severity") else "right")
+    t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("regimen", "severity", "P(better) [range]", "RD [range]", "flips?"):
+        t.add_column(Text(col), justify="left" if col in ("regimen", "severity") else "right")
     for row in table.itertuples(index=False):
-        flips = "yes: " + row.flipping_scenarios if row.decision_flips else "no"
         t.add_row(
-            str(row.regimen),
-            str(row.severity),
-            f"{row.p_better_baseline:.2f} [{row.p_better_min:.2f}, {row.p_better_max:.2f}]",
-            f"{row.rd_baseline:+.2f} [{row.rd_min:+.2f}, {row.rd_max:+.2f}]",
-            flips,
+            Text(str(row.regimen)),
+            Text(str(row.severity)),
+            Text(_interval(row.p_better_baseline, row.p_better_min, row.p_better_max, ".2f")),
+            Text(_interval(row.rd_baseline, row.rd_min, row.rd_max, "+.2f")),
+            Text(row.flips),
         )
     console.print(t)
-    failed = sens["status"].values != "ok"
-    if failed.any():
-        console.print("[bold yellow]scenarios left out of the ranges[/] (reported, not hidden):")
-        for name, status, reason in zip(
-            sens["scenario"].values[failed],
-            sens["status"].values[failed],
-            sens["reason"].values[failed],
-            strict=True,
-        ):
-            console.print(f"  {name}: {status}: {reason}")
+    say(
+        f"flips?: does P(better) > {decision:g} at baseline change in some scenario",
+        console=console,
+    )
+    for row in table.itertuples(index=False):
+        if row.flips == "yes":
+            say(
+                f"  {row.regimen}, {row.severity}: flips under {row.flipping_scenarios}",
+                console=console,
+            )
+    # scenarios left out of the ranges, grouped: most rows share the same list
+    left_out: dict[str, list[str]] = {}
+    for row in table.itertuples(index=False):
+        if row.scenarios_left_out:
+            left_out.setdefault(row.scenarios_left_out, []).append(
+                f"{row.regimen} ({row.severity})"
+            )
+    for reasons, rows in left_out.items():
+        which = "every row" if len(rows) == len(table) else "; ".join(rows)
+        say(
+            Text("left out of the ranges", style="bold yellow"),
+            f" for {which}: {reasons}",
+            console=console,
+        )
 
 
 @app.command("compare")
 def compare_command(
     data: Annotated[Path, typer.Argument(help="Episode or counts table (.csv, .parquet, .xlsx).")],
     models: Annotated[
-        list[str], typer.Option("--model", help="A spec name or .toml path; give two or more.")
-    ] = None,  # noqa: B008
+        list[str] | None,
+        typer.Option("--model", help="A spec name or .toml path; give two or more."),
+    ] = None,
     level: Annotated[
         str,
         typer.Option(
@@ -448,81 +478,83 @@ def compare_command(
     outcome: OutcomeOpt = Outcome.cr,
     ne: NEOpt = NEPolicy.exclude,
     kind: KindOpt = Kind.auto,
+    sheet: SheetOpt = None,
+    encoding: EncodingOpt = None,
+    severity_order: SeverityOrderOpt = None,
     draws: DrawsOpt = 1000,
     tune: TuneOpt = 1000,
     chains: ChainsOpt = 4,
     seed: SeedOpt = 1,
 ) -> None:
     """Compare models of DATA by PSIS-LOO (ArviZ), with Pareto-k warnings."""
-    from .checks import compare
-    from .fit import cells_for, fit
-    from .io import atomic_path
-
     models = list(models or ["base", "no_pooling", "complete_pooling"])
     if len(models) < 2:
         raise BadInput("give at least two --model")
     if level not in ("episode", "cell"):
         raise BadInput(f"--level must be 'episode' or 'cell', not {level!r}")
     if out_dir is not None:
-        out_dir = _out_dir(out_dir)
-    specs = {m: _spec(m) for m in models}
-    cohort = _load(data, kind)
-    definition = OutcomeDefinition(outcome.value, ne=ne.value)
-    for spec in specs.values():
-        cells_for(cohort, spec, definition)  # bad input fails before any fit
+        sxb.check_writable(out_dir)
+    specs = {m: sxb.load_spec(m) for m in models}
+    cohort = _load(data, kind, sheet, encoding, severity_order)
+    definition = sxb.OutcomeDefinition(outcome.value, ne=ne.value)
     fits = {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for name, spec in specs.items():
-            fits[name] = fit(
+            fits[name] = sxb.fit(
                 cohort, spec, outcome=definition, draws=draws, tune=tune, chains=chains, seed=seed
             )
-        table = compare(fits, level)
-    title = f"PSIS-LOO comparison, leaving out one {level} at a time"
-    if cohort.synthetic:
-        title += "  [bold yellow](SYNTHETIC DATA - not real patients)[/]"
+        table = sxb.compare(fits, level)
+    title = _title(f"PSIS-LOO comparison, leaving out one {level} at a time", cohort.synthetic)
     t = Table(title=title, title_justify="left")
     for col in ("model", "rank", "elpd", "se", "elpd_diff", "dse", "weight", "Pareto k > 0.7"):
-        t.add_column(col, justify="left" if col == "model" else "right")
+        t.add_column(Text(col), justify="left" if col == "model" else "right")
     for name, row in table.iterrows():
         t.add_row(
-            str(name),
-            str(int(row["rank"])),
-            f"{row['elpd']:.1f}",
-            f"{row['se']:.1f}",
-            f"{row['elpd_diff']:.1f}",
-            f"{row['dse']:.1f}",
-            f"{row['weight']:.2f}",
-            f"{int(row['n_high_pareto_k'])} of {int(row['n_obs'])}",
+            Text(str(name)),
+            *map(
+                Text,
+                (
+                    str(int(row["rank"])),
+                    f"{row['elpd']:.1f}",
+                    f"{row['se']:.1f}",
+                    f"{row['elpd_diff']:.1f}",
+                    f"{row['dse']:.1f}",
+                    f"{row['weight']:.2f}",
+                    f"{int(row['n_high_pareto_k'])} of {int(row['n_obs'])}",
+                ),
+            ),
         )
     out.print(t)
     for w in caught:
         if issubclass(w.category, RuntimeWarning):
-            out.print(f"[bold yellow]warning:[/] {w.message}")
+            say(Text("warning: ", style="bold yellow"), str(w.message))
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_path(out_dir / "comparison.csv") as tmp:
-            table.to_csv(tmp, index_label="model")
-        out.print(f"wrote {out_dir / 'comparison.csv'}")
+        with sxb.output_folder(out_dir) as stage:
+            sxb.write_csv(table, stage / "comparison.csv", index_label="model")
+        say(f"wrote {out_dir / 'comparison.csv'}")
 
 
 @app.command()
 def validate(
     data: Annotated[Path, typer.Argument(help="Episode or counts table.")],
     kind: KindOpt = Kind.auto,
+    sheet: SheetOpt = None,
+    encoding: EncodingOpt = None,
+    severity_order: SeverityOrderOpt = None,
 ) -> None:
     """Check DATA and print what would be modelled; exit 2 listing every problem."""
-    cohort = _load(data, kind)
+    cohort = _load(data, kind, sheet, encoding, severity_order)
     cells = cohort.cells()
-    out.print(f"{data}: valid {cohort.kind} table" + (" (SYNTHETIC)" if cohort.synthetic else ""))
+    say(f"{data}: valid {cohort.kind} table" + (" (SYNTHETIC)" if cohort.synthetic else ""))
     if cohort.n_patients is not None:
-        out.print(f"  {cohort.n_patients} patients, {cohort.n_episodes} episodes")
+        say(f"  {cohort.n_patients} patients, {cohort.n_episodes} episodes")
     else:
-        out.print(f"  {cohort.n_episodes} episodes")
-    out.print(f"  regimens: {', '.join(cohort.regimens)}")
-    out.print(f"  sites: {', '.join(cohort.sites)}")
-    out.print(f"  severity (reference first): {', '.join(cohort.severities)}")
-    out.print(
+        say(f"  {cohort.n_episodes} episodes")
+    say(f"  regimens: {', '.join(cohort.regimens)}")
+    say(f"  sites: {', '.join(cohort.sites)}")
+    say(f"  severity (reference first): {', '.join(cohort.severities)}")
+    say(
         f"  {len(cells.frame)} regimen x site x severity cells; CR {cells.y.sum()}/{cells.n.sum()}"
         " evaluable"
     )
@@ -531,18 +563,29 @@ def validate(
 @app.command()
 def specs() -> None:
     """List the shipped model specs."""
-    from .spec import list_specs
-
-    for name in list_specs():
-        out.print(f"{name}: {load_spec(name).description}")
+    for name in sxb.list_specs():
+        say(f"{name}: {sxb.load_spec(name).description}")
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: usage errors and bad input exit with status 2 and no traceback."""
+    """Entry point: exit 2 for bad input, 1 (traceback with --debug) for a bug."""
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        app(args=argv)
-    except (CohortError, SpecError, BadInput, FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+        app(args=args)
+    except InputError as exc:
+        say(Text("error: ", style="bold red"), str(exc), console=err)
+        sys.exit(2)
+    except Exception as exc:
+        if "--debug" in args:
+            traceback.print_exc()
+        else:
+            say(
+                Text("internal error: ", style="bold red"),
+                f"{type(exc).__name__}: {exc}\nThis is a bug in scleromx-bayes, not in your "
+                "input: run again with --debug for the traceback, and please report it.",
+                console=err,
+            )
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -3,41 +3,146 @@
 nutpie is the default sampler. A compiled model is cached per model structure
 and cell layout; a new fit with other prior values or counts reuses it through
 ``with_data`` instead of compiling again (compiling takes seconds, sampling
-these models a fraction of one).
+these models a fraction of one). Every compile happens with exact floating-point
+arithmetic (:func:`model.exact_float_math`), so draws do not depend on what a
+compile cache holds.
 """
 
 from __future__ import annotations
 
+import numbers
 import os
 import threading
 import time
 import warnings
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal
 
-import arviz as az
 import numpy as np
+import nutpie
+import pandas as pd
+import pymc as pm
 import xarray as xr
 
 from .cohort import CellTable, Cohort, CohortError, OutcomeDefinition, Problem
-from .model import build_model, data_values, effective_structure, hyperparameter_values
+from .diagnostics import ConvergenceCriteria, Diagnostics, diagnose
+from .errors import SettingsError
+from .model import (
+    build_model,
+    canonical_value,
+    data_values,
+    effective_structure,
+    exact_float_math,
+    hyperparameter_values,
+    stored_names,
+)
+from .model import names as v
+from .provenance import DataProvenance
 from .spec import ModelSpec, load_spec
+from .summary import summarise
 
-if TYPE_CHECKING:
-    from collections.abc import Sequence
+__all__ = [
+    "Fit",
+    "FitTiming",
+    "SamplerSettings",
+    "cells_for",
+    "check_seed",
+    "clear_compiled_cache",
+    "compile_count",
+    "fit",
+    "fit_cells",
+]
 
-__all__ = ["Diagnostics", "Fit", "fit", "fit_cells", "compile_count", "clear_compiled_cache"]
-
-RHAT_MAX = 1.01
 # Hierarchical logistic models on tiny cells have funnel-like posteriors; a step
 # size adapted to 0.9 acceptance (rstanarm uses 0.95) avoids most divergences.
 TARGET_ACCEPT = 0.9
-ESS_MIN = 400
+SEED_MAX = 2**63 - 1  # seeds are stored as 64-bit integers in netCDF attributes
+MIN_DRAWS = 10  # fewer draws per chain cannot give an R-hat or an ESS
 
 _cache: dict[tuple, object] = {}
 _cache_lock = threading.Lock()
 _compilations = 0
+
+
+def _whole(name: str, value: object, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise SettingsError(f"{name} must be a whole number, not {value!r}")
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise SettingsError(f"{name} must be {bound}, not {value}")
+    return int(value)
+
+
+def check_seed(seed: object) -> int:
+    """A valid seed: a whole number from 0 to 2**63 - 1 (bools and floats refused)."""
+    return _whole("seed", seed, 0, SEED_MAX)
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """How to sample: sampler, draws and warm-up per chain, chains, adaptation target.
+
+    Validated on creation, so a bad value fails before anything is compiled.
+
+    Examples
+    --------
+    >>> SamplerSettings(draws=500, chains=2).tune
+    1000
+    >>> SamplerSettings(draws=0)
+    Traceback (most recent call last):
+    ...
+    scleromx_bayes.errors.SettingsError: draws must be >= 10, not 0
+    """
+
+    sampler: Literal["nutpie", "pymc"] = "nutpie"
+    draws: int = 1000
+    tune: int = 1000
+    chains: int = 4
+    # None: the spec's own [sampler] target_accept, else TARGET_ACCEPT
+    target_accept: float | None = None
+    cores: int | None = None
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.sampler not in ("nutpie", "pymc"):
+            raise SettingsError(f"sampler must be 'nutpie' or 'pymc', not {self.sampler!r}")
+        object.__setattr__(self, "draws", _whole("draws", self.draws, MIN_DRAWS, 10**7))
+        object.__setattr__(self, "tune", _whole("tune", self.tune, MIN_DRAWS, 10**7))
+        object.__setattr__(self, "chains", _whole("chains", self.chains, 1, 64))
+        if self.cores is not None:
+            object.__setattr__(self, "cores", _whole("cores", self.cores, 1))
+        ta = self.target_accept
+        if ta is not None:
+            if isinstance(ta, bool) or not isinstance(ta, numbers.Real) or not 0.5 <= ta < 1:
+                raise SettingsError(f"target_accept must be a number in [0.5, 1), not {ta!r}")
+            object.__setattr__(self, "target_accept", float(ta))
+
+    def for_spec(self, spec: ModelSpec) -> SamplerSettings:
+        """These settings with ``target_accept`` resolved: the caller's, else the
+        spec's own, else the package default."""
+        if self.target_accept is not None:
+            return self
+        own = spec.target_accept if spec.target_accept is not None else TARGET_ACCEPT
+        return replace(self, target_accept=own)
+
+    def to_attrs(self) -> dict[str, object]:
+        return {
+            "sampler": self.sampler,
+            "draws": self.draws,
+            "tune": self.tune,
+            "chains": self.chains,
+            "target_accept": float("nan") if self.target_accept is None else self.target_accept,
+        }
+
+
+@dataclass(frozen=True)
+class FitTiming:
+    """Where a fit's time went; ``compiled_now`` is False when a cached model served."""
+
+    compiled_now: bool
+    compile_s: float
+    sample_s: float
 
 
 def compile_count() -> int:
@@ -56,23 +161,12 @@ def _layout_key(cells: CellTable, spec: ModelSpec) -> tuple:
     cell_keys = tuple(map(tuple, cells.frame[cells.key_columns].to_numpy()))
     # every structural switch and every prior family, by name, so a new structure
     # can never share a compiled model with an old one by accident
-    structure = tuple((k, v) for k, v in eff.items() if k != "priors")
-    dists = tuple((p, spec.prior(p).dist) for p in eff["priors"])
-    return (
-        structure,
-        dists,
-        cells.regimens,
-        cells.sites,
-        cells.severities,
-        cell_keys,
-    )
+    dists = tuple((p, spec.prior(p).dist) for p in eff.priors)
+    return (eff.terms(), dists, cells.regimens, cells.sites, cells.severities, cell_keys)
 
 
 def compiled_for(cells: CellTable, spec: ModelSpec) -> tuple[object, bool]:
     """The nutpie compiled model for this layout, and whether it was compiled now."""
-    import nutpie
-    import pymc as pm
-
     global _compilations
     key = _layout_key(cells, spec)
     with _cache_lock:
@@ -84,91 +178,12 @@ def compiled_for(cells: CellTable, spec: ModelSpec) -> tuple[object, bool]:
         # canonical prior values makes a fit depend on its own data and seed only, not
         # on which scenario happened to compile the model first.
         with model:
-            pm.set_data({name: _canonical(name) for name in hyperparameter_values(spec, cells)})
-        compiled = nutpie.compile_pymc_model(model)
+            pm.set_data({n: canonical_value(n) for n in hyperparameter_values(spec, cells)})
+        with exact_float_math():
+            compiled = nutpie.compile_pymc_model(model, var_names=stored_names(model))
         _cache[key] = compiled
         _compilations += 1
         return compiled, True
-
-
-def resolve_target_accept(spec: ModelSpec, target_accept: float | None) -> float:
-    """The caller's target_accept, else the spec's own, else the package default."""
-    if target_accept is not None:
-        return float(target_accept)
-    return spec.target_accept if spec.target_accept is not None else TARGET_ACCEPT
-
-
-def _canonical(data_name: str) -> float:
-    """A fixed valid value for a prior hyper-parameter: 0 for locations, 1/2 for
-    probabilities, 1 otherwise."""
-    if data_name.endswith("__mu"):
-        return 0.0
-    return 0.5 if data_name.endswith("__p") else 1.0
-
-
-@dataclass(frozen=True)
-class Diagnostics:
-    """Convergence checks of one fit. ``ok`` is False if any check failed."""
-
-    max_rhat: float
-    min_ess_bulk: float
-    min_ess_tail: float
-    divergences: int
-    draws_total: int
-    problems: tuple[str, ...] = field(default=())
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def to_attrs(self) -> dict[str, float | int | str]:
-        return {
-            "diagnostics_max_rhat": self.max_rhat,
-            "diagnostics_min_ess_bulk": self.min_ess_bulk,
-            "diagnostics_min_ess_tail": self.min_ess_tail,
-            "diagnostics_divergences": self.divergences,
-            "diagnostics_ok": int(self.ok),
-            "diagnostics_problems": "; ".join(self.problems) or "none",
-        }
-
-
-def diagnose(
-    tree: xr.DataTree,
-    var_names: Sequence[str],
-    *,
-    rhat_max: float = RHAT_MAX,
-    ess_min: float = ESS_MIN,
-) -> Diagnostics:
-    """R-hat (rank-normalised), bulk and tail ESS over ``var_names``, and divergences."""
-    post = tree["posterior"].to_dataset()[list(var_names)]
-    with warnings.catch_warnings():
-        # Constant entries (the reference severity's effect is 0) give R-hat = 0/0;
-        # they are NaN and skipped below, the warning says nothing new.
-        warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
-        rhat = az.rhat(post)
-        ess_bulk = az.ess(post, method="bulk")
-        ess_tail = az.ess(post, method="tail")
-
-    def extreme(ds: xr.Dataset, fn) -> float:
-        vals = np.concatenate([np.ravel(ds[v].values) for v in ds.data_vars])
-        vals = vals[np.isfinite(vals)]
-        return float(fn(vals)) if vals.size else float("nan")
-
-    max_rhat = extreme(rhat, np.max)
-    min_bulk, min_tail = extreme(ess_bulk, np.min), extreme(ess_tail, np.min)
-    stats = tree["sample_stats"]
-    div = int(stats["diverging"].values.sum()) if "diverging" in stats else 0
-    total = int(post.sizes["chain"] * post.sizes["draw"])
-    problems = []
-    if div:
-        problems.append(f"{div} divergent transition{'s' if div > 1 else ''} of {total} draws")
-    if max_rhat > rhat_max:
-        problems.append(f"R-hat up to {max_rhat:.3f} (> {rhat_max})")
-    if min_bulk < ess_min:
-        problems.append(f"bulk ESS down to {min_bulk:.0f} (< {ess_min})")
-    if min_tail < ess_min:
-        problems.append(f"tail ESS down to {min_tail:.0f} (< {ess_min})")
-    return Diagnostics(max_rhat, min_bulk, min_tail, div, total, tuple(problems))
 
 
 @dataclass(frozen=True)
@@ -181,26 +196,35 @@ class Fit:
         Groups ``posterior``, ``sample_stats``, ``observed_data``, ``constant_data``.
     spec : ModelSpec
     cells : CellTable
-        The aggregated counts the fit used.
-    data : dict
-        Provenance of the data: source, fingerprint, kind, counts, synthetic flag.
-    sampler : dict
-        Sampler name and settings.
+        The aggregated counts the fit used (patients, if any, as pseudonymous codes).
+    data : DataProvenance
+        Source, fingerprint, kind, counts and synthetic flag of the data.
+    sampler : SamplerSettings
+        Sampler and settings, ``target_accept`` resolved.
     seed : int
     diagnostics : Diagnostics
+    timing : FitTiming
+    prior_shift : mapping of str to float
+        Regimens whose prior log-odds were moved (a tipping-point analysis), and by how much.
     """
 
     posterior: xr.DataTree
     spec: ModelSpec
     cells: CellTable
-    data: dict
-    sampler: dict
+    data: DataProvenance
+    sampler: SamplerSettings
     seed: int
     diagnostics: Diagnostics
+    timing: FitTiming
+    prior_shift: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def synthetic(self) -> bool:
-        return bool(self.data.get("synthetic", False))
+        return self.data.synthetic
+
+    def shift_vector(self) -> np.ndarray:
+        """The prior shift per regimen, in the cells' regimen order."""
+        return np.array([float(self.prior_shift.get(r, 0.0)) for r in self.cells.regimens])
 
     def summary(
         self,
@@ -209,22 +233,19 @@ class Fit:
         reference: str | None = None,
     ) -> xr.Dataset:
         """Posterior summary as an ``xarray.Dataset``; see :func:`summarise`."""
-        from .summary import summarise
-
         return summarise(self, hdi_prob=hdi_prob, thresholds=thresholds, reference=reference)
 
 
 def _cell_groups(cells: CellTable) -> dict[str, xr.Dataset]:
-    cell = np.arange(len(cells.frame))
     coords = {
-        "cell": cell,
+        "cell": np.arange(len(cells.frame)),
         "cell_regimen": ("cell", cells.frame["regimen"].to_numpy(dtype=str)),
         "cell_site": ("cell", cells.frame["site"].to_numpy(dtype=str)),
         "cell_severity": ("cell", cells.frame["severity"].to_numpy(dtype=str)),
     }
     return {
-        "observed_data": xr.Dataset({"responders": ("cell", cells.y)}, coords=coords),
-        "constant_data": xr.Dataset({"n_evaluable": ("cell", cells.n)}, coords=coords),
+        "observed_data": xr.Dataset({v.RESPONDERS: ("cell", cells.y)}, coords=coords),
+        "constant_data": xr.Dataset({v.N_EVALUABLE: ("cell", cells.n)}, coords=coords),
     }
 
 
@@ -232,94 +253,75 @@ def _shift_vector(cells: CellTable, shift: Mapping[str, float] | None) -> np.nda
     shift = dict(shift or {})
     unknown = set(shift) - set(cells.regimens)
     if unknown:
-        raise ValueError(f"regimen_prior_shift names unknown regimen(s) {sorted(unknown)}")
+        raise SettingsError(f"regimen_prior_shift names unknown regimen(s) {sorted(unknown)}")
     return np.array([float(shift.get(r, 0.0)) for r in cells.regimens])
 
 
 def _sample_nutpie(
-    cells: CellTable,
-    spec: ModelSpec,
-    *,
-    draws: int,
-    tune: int,
-    chains: int,
-    seed: int,
-    cores: int | None,
-    progress: bool,
-    target_accept: float,
-    shift: np.ndarray,
-) -> tuple[xr.DataTree, dict]:
-    import nutpie
-
+    cells: CellTable, spec: ModelSpec, settings: SamplerSettings, seed: int, shift: np.ndarray
+) -> tuple[xr.DataTree, FitTiming]:
     t0 = time.perf_counter()
     compiled, fresh = compiled_for(cells, spec)
     t1 = time.perf_counter()
     compiled = compiled.with_data(**data_values(cells, spec, shift))
     tree = nutpie.sample(
         compiled,
-        draws=draws,
-        tune=tune,
-        chains=chains,
+        draws=settings.draws,
+        tune=settings.tune,
+        chains=settings.chains,
         seed=seed,
-        cores=cores or min(chains, os.cpu_count() or 1),
+        cores=settings.cores or min(settings.chains, os.cpu_count() or 1),
         save_warmup=False,
-        progress_bar=progress,
-        target_accept=target_accept,
+        progress_bar=settings.progress,
+        target_accept=settings.target_accept,
     )
-    timing = {"compiled_now": fresh, "compile_s": t1 - t0, "sample_s": time.perf_counter() - t1}
-    return tree, timing
+    return tree, FitTiming(fresh, t1 - t0, time.perf_counter() - t1)
 
 
 def _sample_pymc(
-    cells: CellTable,
-    spec: ModelSpec,
-    *,
-    draws: int,
-    tune: int,
-    chains: int,
-    seed: int,
-    cores: int | None,
-    progress: bool,
-    target_accept: float,
-    shift: np.ndarray,
-) -> tuple[xr.DataTree, dict]:
-    import pymc as pm
-
+    cells: CellTable, spec: ModelSpec, settings: SamplerSettings, seed: int, shift: np.ndarray
+) -> tuple[xr.DataTree, FitTiming]:
     t0 = time.perf_counter()
     model = build_model(cells, spec)
-    with model:
-        pm.set_data({"regimen_prior_shift": shift})
+    with model, exact_float_math():
+        pm.set_data({v.REGIMEN_PRIOR_SHIFT: shift})
         tree = pm.sample(
-            draws=draws,
-            tune=tune,
-            chains=chains,
+            draws=settings.draws,
+            tune=settings.tune,
+            chains=settings.chains,
             random_seed=seed,
-            cores=cores or 1,
-            progressbar=progress,
+            cores=settings.cores or 1,
+            progressbar=settings.progress,
             nuts_sampler="pymc",
             compute_convergence_checks=False,
-            target_accept=target_accept,
+            target_accept=settings.target_accept,
+            var_names=stored_names(model),
         )
     # pm.sample compiles inside; its compile time is not separable here
-    timing = {"compiled_now": True, "compile_s": float("nan"), "sample_s": time.perf_counter() - t0}
-    return tree, timing
+    return tree, FitTiming(True, float("nan"), time.perf_counter() - t0)
+
+
+def _tidy(tree: xr.DataTree, cells: CellTable) -> xr.DataTree:
+    """Add the counts as groups; drop what only the sampler needs (warm-up, text columns)."""
+    for name, group in _cell_groups(cells).items():
+        tree[name] = xr.DataTree(group)
+    for name in [c for c in tree.children if c.startswith("warmup")]:
+        del tree[name]
+    stats = tree["sample_stats"].to_dataset()
+    text = [name for name in stats.data_vars if stats[name].dtype == object]
+    if text:
+        tree["sample_stats"] = xr.DataTree(stats.drop_vars(text))
+    return tree
 
 
 def fit_cells(
     cells: CellTable,
     spec: ModelSpec,
     *,
-    data_info: dict | None = None,
-    draws: int = 1000,
-    tune: int = 1000,
-    chains: int = 4,
+    settings: SamplerSettings | None = None,
     seed: int = 1,
-    sampler: Literal["nutpie", "pymc"] = "nutpie",
-    cores: int | None = None,
-    progress: bool = False,
-    rhat_max: float = RHAT_MAX,
-    ess_min: float = ESS_MIN,
-    target_accept: float | None = None,
+    data: DataProvenance | None = None,
+    criteria: ConvergenceCriteria | None = None,
     regimen_prior_shift: Mapping[str, float] | None = None,
     warn: bool = True,
 ) -> Fit:
@@ -327,56 +329,25 @@ def fit_cells(
 
     ``regimen_prior_shift`` moves named regimens' prior log-odds (e.g. ``{"DNS rescue":
     -1.0}`` centres that regimen's prior one log-odds unit below the others).
-    """
-    if cells.n.sum() == 0:
-        raise ValueError("no evaluable episodes: every cell has n = 0")
-    target_accept = resolve_target_accept(spec, target_accept)
-    shift = _shift_vector(cells, regimen_prior_shift)
-    kwargs = {
-        "draws": draws,
-        "tune": tune,
-        "chains": chains,
-        "seed": seed,
-        "cores": cores,
-        "progress": progress,
-        "target_accept": target_accept,
-        "shift": shift,
-    }
-    if sampler == "nutpie":
-        tree, timing = _sample_nutpie(cells, spec, **kwargs)
-    elif sampler == "pymc":
-        tree, timing = _sample_pymc(cells, spec, **kwargs)
-    else:
-        raise ValueError(f"sampler must be 'nutpie' or 'pymc', not {sampler!r}")
-    for name, group in _cell_groups(cells).items():
-        tree[name] = xr.DataTree(group)
-    # Drop what only the sampler needs: warm-up groups and free-form text columns.
-    for name in [c for c in tree.children if c.startswith("warmup")]:
-        del tree[name]
-    stats = tree["sample_stats"].to_dataset()
-    text = [v for v in stats.data_vars if stats[v].dtype == object]
-    if text:
-        tree["sample_stats"] = xr.DataTree(stats.drop_vars(text))
 
-    free = [
-        v
-        for v in tree["posterior"].data_vars
-        if v
-        in (
-            "regimen_logit",
-            "intercept",
-            "regimen_sd",
-            "severity_effect",
-            "site_effect",
-            "site_sd",
-            "interaction_sd",
-            "typical_logit",
-            "patient_sd",
-            "covariate_effect",
-            "cutpoint_gap",
-        )
-    ]
-    diagnostics = diagnose(tree, free, rhat_max=rhat_max, ess_min=ess_min)
+    Examples
+    --------
+    >>> import scleromx_bayes as sxb
+    >>> cells = sxb.load_example().cells()
+    >>> settings = sxb.SamplerSettings(draws=200, tune=200)
+    >>> fit = sxb.fit_cells(cells, sxb.load_spec("base"), settings=settings)  # doctest: +SKIP
+    """
+    settings = (settings or SamplerSettings()).for_spec(spec)
+    seed = check_seed(seed)
+    data = data or DataProvenance.of_cells(cells)
+    if cells.n.sum() == 0:
+        raise CohortError([Problem(data.source, "no evaluable episodes: every cell has n = 0")])
+    shift = _shift_vector(cells, regimen_prior_shift)
+    effective_structure(spec, cells)  # a spec that does not fit the cells fails here
+    sample = _sample_nutpie if settings.sampler == "nutpie" else _sample_pymc
+    tree, timing = sample(cells, spec, settings, seed, shift)
+    tree = _tidy(tree, cells)
+    diagnostics = diagnose(tree, criteria)
     if warn and not diagnostics.ok:
         warnings.warn(
             "sampling diagnostics: "
@@ -385,26 +356,37 @@ def fit_cells(
             RuntimeWarning,
             stacklevel=2,
         )
-    settings = {
-        "sampler": sampler,
-        "draws": draws,
-        "tune": tune,
-        "chains": chains,
-        "target_accept": target_accept,
-        "regimen_prior_shift": {
-            r: float(v) for r, v in zip(cells.regimens, shift, strict=True) if v
-        },
-        **timing,
-    }
     return Fit(
         posterior=tree,
         spec=spec,
         cells=cells,
-        data=dict(data_info or {}),
+        data=data,
         sampler=settings,
         seed=seed,
         diagnostics=diagnostics,
+        timing=timing,
+        prior_shift={r: float(x) for r, x in zip(cells.regimens, shift, strict=True) if x},
     )
+
+
+def cells_for(
+    cohort: Cohort, spec: ModelSpec, outcome: OutcomeDefinition | None = None
+) -> CellTable:
+    """The cells a spec needs: split by patient for a patient effect, keyed by its
+    covariates when it has some."""
+    cells = cohort.cells(outcome, by_patient=spec.patient_effect, covariates=spec.covariates)
+    if spec.response_scale == "ordinal" and "n_pr" not in cells.frame:
+        raise CohortError(
+            [
+                Problem(
+                    cohort.source,
+                    "the ordinal model needs partial responses: "
+                    "use an episode table, or add an n_pr column to the counts",
+                    column="n_pr",
+                )
+            ]
+        )
+    return cells
 
 
 def fit(
@@ -419,23 +401,28 @@ def fit(
     sampler: Literal["nutpie", "pymc"] = "nutpie",
     cores: int | None = None,
     progress: bool = False,
-    rhat_max: float = RHAT_MAX,
-    ess_min: float = ESS_MIN,
+    rhat_max: float = 1.01,
+    ess_min: float = 400,
     target_accept: float | None = None,
 ) -> Fit:
     """Fit a model of CR probability to a cohort.
 
+    Every argument is checked before anything is compiled.
+
     Parameters
     ----------
     cohort : Cohort
+        From :func:`read_cohort`, :func:`read_counts`, :func:`read_data` or
+        :func:`load_example`.
     spec : ModelSpec or str
         A spec, or the name/path of one (default ``"base"``).
     outcome : OutcomeDefinition, optional
         CR (default) or CR+PR, and the NE policy.
     draws, tune, chains : int
-        Posterior draws and warm-up iterations per chain, number of chains.
+        Posterior draws and warm-up iterations per chain (at least 10 each), chains.
     seed : int
-        The same seed gives identical draws.
+        0 to 2**63 - 1. The same data, spec, seed and versions give identical draws
+        in any process.
     sampler : {"nutpie", "pymc"}
     rhat_max, ess_min : float
         Thresholds past which a ``RuntimeWarning`` is raised and the problem recorded.
@@ -454,55 +441,37 @@ def fit(
     >>> fit = sxb.fit(sxb.load_example(), "base", draws=200, tune=200, seed=1)  # doctest: +SKIP
     >>> fit.summary()["p_cr_new_site"].sel(stat="mean")  # doctest: +SKIP
     """
+    if isinstance(cohort, pd.DataFrame):
+        raise TypeError(
+            "fit needs a Cohort, not a DataFrame: validate it first with "
+            "sxb.read_cohort(frame) (episodes) or sxb.read_counts(frame) (counts)"
+        )
+    if not isinstance(cohort, Cohort):
+        raise TypeError(f"fit needs a Cohort (from sxb.read_data), not {type(cohort).__name__}")
+    if outcome is not None and not isinstance(outcome, OutcomeDefinition):
+        raise TypeError(
+            f"outcome must be an OutcomeDefinition, e.g. sxb.OutcomeDefinition({outcome!r}), "
+            f"not {type(outcome).__name__}"
+        )
     if isinstance(spec, str):
         spec = load_spec(spec)
-    outcome = outcome or OutcomeDefinition()
-    cells = cells_for(cohort, spec, outcome)
-    info = data_info(cohort, outcome)
-    return fit_cells(
-        cells,
-        spec,
-        data_info=info,
+    settings = SamplerSettings(
+        sampler=sampler,
         draws=draws,
         tune=tune,
         chains=chains,
-        seed=seed,
-        sampler=sampler,
+        target_accept=target_accept,
         cores=cores,
         progress=progress,
-        rhat_max=rhat_max,
-        ess_min=ess_min,
-        target_accept=target_accept,
     )
-
-
-def cells_for(cohort: Cohort, spec: ModelSpec, outcome: OutcomeDefinition | None = None):
-    """The cells a spec needs: split by patient for a patient effect, keyed by its
-    covariates when it has some."""
-    cells = cohort.cells(outcome, by_patient=spec.patient_effect, covariates=spec.covariates)
-    if spec.response_scale == "ordinal" and "n_pr" not in cells.frame:
-        raise CohortError(
-            [
-                Problem(
-                    cohort.source,
-                    "the ordinal model needs partial responses: "
-                    "use an episode table, or add an n_pr column to the counts",
-                    column="n_pr",
-                )
-            ]
-        )
-    return cells
-
-
-def data_info(cohort: Cohort, outcome: OutcomeDefinition) -> dict:
-    """Provenance of the data a fit used (no patient-level content)."""
-    return {
-        "source": cohort.source,
-        "kind": cohort.kind,
-        "fingerprint": cohort.fingerprint(),
-        "n_patients": cohort.n_patients if cohort.n_patients is not None else -1,
-        "n_episodes": cohort.n_episodes,
-        "synthetic": cohort.synthetic,
-        "outcome": outcome.response,
-        "ne_policy": outcome.ne,
-    }
+    criteria = ConvergenceCriteria(rhat_max=rhat_max, ess_min=ess_min)
+    seed = check_seed(seed)
+    cells = cells_for(cohort, spec, outcome or OutcomeDefinition())
+    return fit_cells(
+        cells,
+        spec,
+        settings=settings,
+        seed=seed,
+        data=DataProvenance.of(cohort),
+        criteria=criteria,
+    )

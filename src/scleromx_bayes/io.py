@@ -1,7 +1,10 @@
-"""Atomic writes of summaries and posteriors (netCDF or Zarr), and reading them back.
+"""Atomic writes of summaries, posteriors and tables, and reading them back.
 
 A write goes to a temporary sibling first and is renamed into place, so a crash
 or a bad input never leaves a half-written file or destroys the previous one.
+:class:`output_folder` does the same for every file of a run at once: all are
+written to a staging folder and moved into place only when all succeeded. CSV
+cells that a spreadsheet would run as a formula are escaped.
 """
 
 from __future__ import annotations
@@ -11,9 +14,24 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pandas as pd
 import xarray as xr
 
-__all__ = ["write_dataset", "read_dataset", "write_posterior", "read_posterior", "atomic_path"]
+from .errors import InputError
+
+__all__ = [
+    "atomic_path",
+    "check_writable",
+    "output_folder",
+    "read_dataset",
+    "read_posterior",
+    "write_csv",
+    "write_dataset",
+    "write_posterior",
+]
+
+# A cell starting with one of these runs as a formula in a spreadsheet (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _is_zarr(path: Path) -> bool:
@@ -103,3 +121,78 @@ def read_posterior(path: str | Path) -> xr.DataTree:
         return xr.open_datatree(path, engine="zarr").load()
     with xr.open_datatree(path, engine="h5netcdf") as tree:
         return tree.load()
+
+
+def escape_formula(value: object) -> object:
+    """Prefix a text cell that a spreadsheet would run as a formula with an apostrophe.
+
+    Examples
+    --------
+    >>> escape_formula("=cmd|' /C calc'!A0")
+    "'=cmd|' /C calc'!A0"
+    >>> escape_formula(-0.5)
+    -0.5
+    """
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def write_csv(frame: pd.DataFrame, path: str | Path, **kwargs) -> Path:
+    """Write a table as CSV atomically, text cells escaped against formula injection."""
+    path = Path(path)
+    safe = frame.copy()
+    for column in safe.columns:
+        if not pd.api.types.is_numeric_dtype(safe[column]):
+            safe[column] = safe[column].map(escape_formula)
+    safe.index = safe.index.map(escape_formula)
+    safe.columns = [escape_formula(str(c)) for c in safe.columns]
+    with atomic_path(path) as tmp:
+        safe.to_csv(tmp, **kwargs)
+    return path
+
+
+def check_writable(folder: str | Path) -> Path:
+    """Raise :class:`InputError` now, before any work, if ``folder`` cannot be written."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{folder} exists and is not a folder")
+    probe_in = folder
+    while not probe_in.exists():
+        probe_in = probe_in.parent
+    try:
+        fd, name = tempfile.mkstemp(prefix=".write-check.", dir=probe_in)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        raise InputError(f"cannot write to {folder}: {exc.strerror}") from None
+    return folder
+
+
+class output_folder:  # noqa: N801 - used as a context manager like open()
+    """Write a run's files into a staging folder; move them into ``folder`` together
+    when the block succeeds, leave ``folder`` untouched when it fails.
+
+    Examples
+    --------
+    >>> with output_folder("results") as stage:  # doctest: +SKIP
+    ...     write_dataset(ds, stage / "summary.nc")
+    """
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+
+    def __enter__(self) -> Path:
+        check_writable(self.folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.folder))
+        return self.stage
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                for item in sorted(self.stage.iterdir()):
+                    with atomic_path(self.folder / item.name) as tmp:
+                        os.replace(item, tmp)
+        finally:
+            _remove(self.stage)

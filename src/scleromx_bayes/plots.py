@@ -1,25 +1,34 @@
 """Plots written to PNG: the CR-probability forest plot (regimen x severity), the
-sensitivity forest, and predictive checks."""
+sensitivity forest, and predictive checks.
+
+Figures are made with matplotlib's object API (``Figure``), not ``pyplot``: no
+backend is chosen or changed, so importing this module leaves a user's
+interactive matplotlib session as it was.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import xarray as xr
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only; no display on servers and CI
-import matplotlib.pyplot as plt  # noqa: E402
-import xarray as xr  # noqa: E402
+from .io import atomic_path
+from .provenance import SYNTHETIC_NOTE
 
-from .io import atomic_path  # noqa: E402
-from .summary import SYNTHETIC_NOTE  # noqa: E402
-
-__all__ = ["forest_plot", "predictive_plot", "sensitivity_forest"]
+__all__ = ["forest_plot", "new_figure", "predictive_plot", "save_figure", "sensitivity_forest"]
 
 
-def _finish(fig, path: str | Path, title: str, *, synthetic: bool, dpi: int) -> Path:
-    """Title the figure (saying so when the data are synthetic), write it as PNG
-    atomically, close it."""
+def new_figure(rows: int, columns: int, figsize: tuple[float, float], **kwargs):
+    """A figure and its grid of axes (always 2-D), without pyplot."""
+    fig = Figure(figsize=figsize)
+    axes = fig.subplots(rows, columns, squeeze=False, **kwargs)
+    return fig, axes
+
+
+def save_figure(fig: Figure, path: str | Path, title: str, *, synthetic: bool, dpi: int) -> Path:
+    """Title the figure (saying so when the data are synthetic) and write it as PNG
+    atomically."""
     if synthetic:
         title += f"\n{SYNTHETIC_NOTE}"
     fig.suptitle(title, fontsize=10)
@@ -27,7 +36,6 @@ def _finish(fig, path: str | Path, title: str, *, synthetic: bool, dpi: int) -> 
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)
-    plt.close(fig)
     return path
 
 
@@ -41,12 +49,8 @@ def forest_plot(summary: xr.Dataset, path: str | Path, *, variable: str = "p_cr_
     da = summary[variable]
     severities = list(da["severity"].values)
     regimens = list(da["regimen"].values)
-    fig, axes = plt.subplots(
-        1,
-        len(severities),
-        figsize=(4.2 * len(severities), 0.5 * len(regimens) + 1.8),
-        sharey=True,
-        squeeze=False,
+    fig, axes = new_figure(
+        1, len(severities), (4.2 * len(severities), 0.5 * len(regimens) + 1.8), sharey=True
     )
     prob = summary.attrs.get("hdi_prob", 0.95)
     for ax, sev in zip(axes[0], severities, strict=True):
@@ -67,7 +71,7 @@ def forest_plot(summary: xr.Dataset, path: str | Path, *, variable: str = "p_cr_
         ax.set_title(str(sev))
         ax.set_xlabel(f"P(CR), mean and {prob:.0%} HDI")
     title = f"CR probability at a new centre - model '{summary.attrs.get('model_name', '?')}'"
-    return _finish(fig, path, title, synthetic=bool(summary.attrs.get("synthetic")), dpi=110)
+    return save_figure(fig, path, title, synthetic=bool(summary.attrs.get("synthetic")), dpi=110)
 
 
 def sensitivity_forest(
@@ -92,12 +96,8 @@ def sensitivity_forest(
         if not (variable in ("risk_difference", "odds_ratio") and r == ref)
     ]
     scenarios = list(sens["scenario"].values)
-    fig, axes = plt.subplots(
-        1,
-        len(regimens),
-        figsize=(2.6 * len(regimens) + 2.5, 0.28 * len(scenarios) + 1.8),
-        sharey=True,
-        squeeze=False,
+    fig, axes = new_figure(
+        1, len(regimens), (2.6 * len(regimens) + 2.5, 0.28 * len(scenarios) + 1.8), sharey=True
     )
     ok = (sens["status"] == "ok").values
     ypos = list(range(len(scenarios)))[::-1]
@@ -126,7 +126,7 @@ def sensitivity_forest(
         "p_cr_new_site": "CR probability at a new centre",
     }.get(variable, variable)
     title = f"Sensitivity: {label} ({severity}); hollow = failed diagnostics"
-    return _finish(fig, path, title, synthetic=bool(sens.attrs.get("synthetic")), dpi=100)
+    return save_figure(fig, path, title, synthetic=bool(sens.attrs.get("synthetic")), dpi=100)
 
 
 def predictive_plot(check: xr.Dataset, path: str | Path) -> Path:
@@ -134,12 +134,8 @@ def predictive_plot(check: xr.Dataset, path: str | Path) -> Path:
     interval of the proportion (bar), one panel per severity; PNG."""
     severities = list(check["severity"].values)
     regimens = list(check["regimen"].values)
-    fig, axes = plt.subplots(
-        1,
-        len(severities),
-        squeeze=False,
-        sharey=True,
-        figsize=(4.2 * len(severities), 0.5 * len(regimens) + 1.8),
+    fig, axes = new_figure(
+        1, len(severities), (4.2 * len(severities), 0.5 * len(regimens) + 1.8), sharey=True
     )
     for ax, sev in zip(axes[0], severities, strict=True):
         ypos = list(range(len(regimens)))[::-1]
@@ -172,4 +168,4 @@ def predictive_plot(check: xr.Dataset, path: str | Path) -> Path:
         f"{check.attrs['kind'].capitalize()} check: observed CR proportion (dot) and "
         f"{check.attrs['interval']:.0%} predictive interval (bar)"
     )
-    return _finish(fig, path, title, synthetic=bool(check.attrs.get("synthetic")), dpi=100)
+    return save_figure(fig, path, title, synthetic=bool(check.attrs.get("synthetic")), dpi=100)

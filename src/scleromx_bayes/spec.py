@@ -49,6 +49,8 @@ Prior names (all on the log-odds scale):
 from __future__ import annotations
 
 import copy
+import math
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -58,11 +60,50 @@ from typing import Any
 
 import tomli_w
 
-__all__ = ["ModelSpec", "Prior", "SpecError", "load_spec", "list_specs", "models_dir"]
+from .errors import InputError
+
+__all__ = ["ModelSpec", "Prior", "SpecError", "load_spec", "list_specs", "models_dir", "read_toml"]
+
+# A spec or grid file is a page of text; anything larger is not one (/dev/zero is endless).
+MAX_TOML_BYTES = 1_000_000
+# Bounds that keep every hyper-parameter a number a sampler can start from: a prior
+# SD of 5e-324 or a mean of 1e308 log-odds is a typo, not a belief.
+LOCATION_MAX = 100.0
+POSITIVE_RANGE = (1e-6, 1e6)
 
 
-class SpecError(ValueError):
+class SpecError(InputError):
     """A model specification is invalid."""
+
+
+def read_toml(
+    path: str | Path, error: type[InputError] = InputError, what: str = "TOML"
+) -> dict[str, Any]:
+    """Parse a TOML file, raising ``error`` naming the file for anything that is not one
+    (a folder, a device, an endless or deeply nested file, invalid TOML)."""
+    path = Path(path)
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise error(f"{path}: {what} file not found") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot be read: {exc.strerror}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise error(f"{path}: is a folder, not a {what} file")
+    if not stat.S_ISREG(info.st_mode):
+        raise error(f"{path}: is not a regular file")
+    with path.open("rb") as handle:
+        raw = handle.read(MAX_TOML_BYTES + 1)
+    if len(raw) > MAX_TOML_BYTES:
+        raise error(f"{path}: larger than {MAX_TOML_BYTES:,} bytes: not a spec or grid file")
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise error(f"{path}: is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise error(f"{path}: nested too deeply to be a spec or grid file") from None
 
 
 # The allowlist: distribution -> its parameters and the kind of quantity it is for:
@@ -253,18 +294,16 @@ class ModelSpec:
     @classmethod
     def from_toml(cls, text_or_path: str | Path) -> ModelSpec:
         """Parse a spec from TOML text or a ``.toml`` path."""
-        source = "<string>"
         text = str(text_or_path)
         if isinstance(text_or_path, Path) or (text.endswith(".toml") and "\n" not in text):
-            path = Path(text_or_path)
-            if not path.exists():
-                raise SpecError(f"{path}: spec file not found")
-            source, text = str(path), path.read_text()
+            return cls.from_dict(read_toml(text_or_path, SpecError, "spec"), source=str(text_or_path))
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            raise SpecError(f"{source}: not valid TOML: {exc}") from None
-        return cls.from_dict(data, source=source)
+            raise SpecError(f"<string>: not valid TOML: {exc}") from None
+        except RecursionError:
+            raise SpecError("<string>: nested too deeply to be a spec") from None
+        return cls.from_dict(data, source="<string>")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "<dict>") -> ModelSpec:
@@ -333,7 +372,7 @@ class ModelSpec:
         missing = [p for p in spec.required_priors() if p not in priors]
         if missing:
             raise SpecError(
-                f"{where}the structure needs prior(s) {missing}: add "
+                f"{where}the structure needs prior(s) {missing}: add a table "
                 + ", ".join(f"[priors.{m}]" for m in missing)
             )
         if spec.regimen_pooling == "exnex" and priors["nonexchangeable"].dist != "Normal":
@@ -428,8 +467,22 @@ def _parse_prior(name: str, body: Any, where: str) -> Prior:
         v = body[p]
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise SpecError(f"{where}priors.{name}.{p} must be a number, not {v!r}")
+        if not math.isfinite(v):
+            raise SpecError(f"{where}priors.{name}.{p} must be a finite number, not {v}")
         if p in _POSITIVE_PARAMS and not v > 0:
             raise SpecError(f"{where}priors.{name}.{p} must be > 0, not {v}")
+        low, high = POSITIVE_RANGE
+        if p in _POSITIVE_PARAMS and not low <= v <= high:
+            raise SpecError(
+                f"{where}priors.{name}.{p} = {v:g} is outside [{low:g}, {high:g}]: "
+                "no sampler can start from such a prior"
+            )
+        if p == "mu" and abs(v) > LOCATION_MAX:
+            raise SpecError(
+                f"{where}priors.{name}.mu = {v:g} log-odds is outside "
+                f"[-{LOCATION_MAX:g}, {LOCATION_MAX:g}] (a probability of 0 or 1 to "
+                "forty decimals): is it a typo?"
+            )
         if p == "p" and not 0 < v < 1:
             raise SpecError(f"{where}priors.{name}.p must lie strictly between 0 and 1, not {v}")
         values[p] = float(v)

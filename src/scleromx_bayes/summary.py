@@ -14,26 +14,54 @@ new-site probability.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
-from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 import arviz as az
 import numpy as np
 import xarray as xr
 from scipy.special import expit
 
-if TYPE_CHECKING:
-    from .fit import Fit
+from .cohort import CellTable
+from .diagnostics import Diagnostics
+from .errors import SettingsError
+from .model import effective_structure
+from .model import names as v
+from .provenance import DataProvenance, provenance_attrs
+from .spec import ModelSpec
 
-__all__ = ["summarise", "posterior_probabilities", "describe", "STATS"]
+__all__ = [
+    "STATS",
+    "FittedModel",
+    "choose_reference",
+    "describe",
+    "posterior_probabilities",
+    "summarise",
+]
+
+
+class FittedModel(Protocol):
+    """What a summary reads from a fit (``scleromx_bayes.Fit`` is one)."""
+
+    posterior: xr.DataTree
+    spec: ModelSpec
+    cells: CellTable
+    data: DataProvenance
+    seed: int
+    diagnostics: Diagnostics
+    prior_shift: Mapping[str, float]
+
+    @property
+    def sampler(self): ...  # SamplerSettings: has to_attrs()
+
+    @property
+    def synthetic(self) -> bool: ...
+
 
 STATS = ("mean", "median", "sd", "hdi_lower", "hdi_upper")
 SAMPLE_DIMS = ("chain", "draw")
 _GH_NODES, _GH_WEIGHTS = np.polynomial.hermite.hermgauss(40)
-SYNTHETIC_NOTE = "SYNTHETIC DATA: generated for illustration, not real patients."
 
 
 def describe(draws: xr.DataArray, hdi_prob: float) -> xr.DataArray:
@@ -55,27 +83,27 @@ def describe(draws: xr.DataArray, hdi_prob: float) -> xr.DataArray:
     return out.transpose(..., "stat").drop_attrs()
 
 
-def posterior_probabilities(fit: Fit) -> dict[str, xr.DataArray]:
+def posterior_probabilities(fit: FittedModel) -> dict[str, xr.DataArray]:
     """Draws of CR probability: ``new_site``, ``typical_site`` (regimen x severity)
     and ``by_site`` (regimen x severity x site)."""
     post = fit.posterior["posterior"].to_dataset()
     cells = fit.cells
-    eta = post["typical_logit"]  # regimen x severity log-odds at a site with effect 0
+    eta = post[v.TYPICAL_LOGIT]  # regimen x severity log-odds at a site with effect 0
     typical = xr.apply_ufunc(expit, eta)
     zero = xr.DataArray(0.0)
-    site_sd = post["site_sd"] if "site_sd" in post else zero
-    patient_sd = post["patient_sd"] if "patient_sd" in post else zero
-    if "site_sd" in post or "patient_sd" in post:
+    site_sd = post[v.SITE_SD] if v.SITE_SD in post else zero
+    patient_sd = post[v.PATIENT_SD] if v.PATIENT_SD in post else zero
+    if v.SITE_SD in post or v.PATIENT_SD in post:
         # a new patient at a new centre: both random effects integrated out
         new_site = _expected_expit(eta, np.sqrt(site_sd**2 + patient_sd**2))
     else:
         new_site = typical
-    if "site_effect" in post:
-        by_site = eta + post["site_effect"]
+    if v.SITE_EFFECT in post:
+        by_site = eta + post[v.SITE_EFFECT]
         # at an observed centre, a new patient: the patient effect integrated out
         by_site = (
             _expected_expit(by_site, patient_sd)
-            if "patient_sd" in post
+            if v.PATIENT_SD in post
             else xr.apply_ufunc(expit, by_site)
         )
     else:
@@ -119,46 +147,11 @@ def _rank_probabilities(p: xr.DataArray, masked: Sequence[str] = ()) -> xr.DataA
     )
 
 
-def _versions() -> str:
-    names = [
-        "scleromx-bayes",
-        "pymc",
-        "pytensor",
-        "nutpie",
-        "arviz",
-        "arviz-base",
-        "arviz-stats",
-        "numpy",
-        "xarray",
-        "pandas",
-    ]
-    out = {}
-    for name in names:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return json.dumps(out, sort_keys=True)
-
-
-def provenance_attrs(synthetic: bool) -> dict[str, object]:
-    """Package versions, creation time and the synthetic flag (with its note when set),
-    for every Dataset the package writes."""
-    attrs: dict[str, object] = {
-        "versions": _versions(),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "synthetic": int(synthetic),
-    }
-    if synthetic:
-        attrs["note"] = SYNTHETIC_NOTE
-    return attrs
-
-
 def choose_reference(regimens: Sequence[str], reference: str | None) -> str:
     """The reference regimen: as given, else HDIVig when present, else the first."""
     if reference is not None:
         if reference not in regimens:
-            raise ValueError(
+            raise SettingsError(
                 f"reference regimen {reference!r} is not in the data; regimens: {list(regimens)}"
             )
         return reference
@@ -166,7 +159,7 @@ def choose_reference(regimens: Sequence[str], reference: str | None) -> str:
 
 
 def summarise(
-    fit: Fit,
+    fit: FittedModel,
     *,
     hdi_prob: float = 0.95,
     thresholds: Sequence[float] = (0.25, 0.5),
@@ -202,10 +195,10 @@ def summarise(
     >>> ds.p_cr_new_site.sel(regimen="HDIVig", severity="nonsevere", stat="mean")  # doctest: +SKIP
     """
     if not 0 < hdi_prob < 1:
-        raise ValueError(f"hdi_prob must be between 0 and 1, not {hdi_prob}")
+        raise SettingsError(f"hdi_prob must be between 0 and 1, not {hdi_prob}")
     thresholds = [float(t) for t in thresholds]
     if any(not 0 < t < 1 for t in thresholds):
-        raise ValueError(f"thresholds must lie strictly between 0 and 1: {thresholds}")
+        raise SettingsError(f"thresholds must lie strictly between 0 and 1: {thresholds}")
     cells = fit.cells
     ref = choose_reference(cells.regimens, reference)
     probs = posterior_probabilities(fit)
@@ -238,7 +231,10 @@ def summarise(
         dims="site",
         coords={"site": list(cells.sites)},
     )
-    no_contrast = is_ref | masked_r | bool(ref in set(masked_regimens))
+    # under complete pooling every regimen is the same by assumption: a contrast or a
+    # ranking is the premise, not a finding, and is reported as undefined (NaN)
+    defined = effective_structure(fit.spec, cells).contrasts_defined
+    no_contrast = is_ref | masked_r | bool(ref in set(masked_regimens)) | (not defined)
     ds = xr.Dataset(
         {
             "p_cr_new_site": describe(new, hdi_prob),
@@ -248,7 +244,7 @@ def summarise(
             "risk_difference": describe(rd, hdi_prob).where(~no_contrast),
             "odds_ratio": describe(ratio, hdi_prob).where(~no_contrast),
             "prob_better": (rd > 0).mean(SAMPLE_DIMS).where(~no_contrast),
-            "rank_probability": _rank_probabilities(new, masked_regimens),
+            "rank_probability": _rank_probabilities(new, masked_regimens).where(defined),
             "n_evaluable": xr.DataArray(n_grid, dims=grid_dims, coords=grid_coords),
             "n_responders": xr.DataArray(y_grid, dims=grid_dims, coords=grid_coords),
         }
@@ -259,20 +255,19 @@ def summarise(
     if masked_sites:
         ds["p_cr_by_site"] = ds["p_cr_by_site"].where(~masked_s)
     post = fit.posterior["posterior"].to_dataset()
-    scales = [v for v in ("regimen_sd", "site_sd", "interaction_sd", "patient_sd") if v in post]
+    scales = [name for name in v.SCALE_PARAMETERS if name in post]
     if scales:
         ds["scale_parameters"] = xr.concat(
-            [describe(post[v], hdi_prob) for v in scales],
+            [describe(post[name], hdi_prob) for name in scales],
             dim=xr.DataArray(scales, dims="parameter", name="parameter"),
         )
 
-    if "covariate_effect" in post:
-        ds["covariate_effect"] = describe(post["covariate_effect"], hdi_prob)
-    if "cutpoint_gap" in post:
-        ds["cutpoint_gap"] = describe(post["cutpoint_gap"], hdi_prob)
+    for name in (v.COVARIATE_EFFECT, v.CUTPOINT_GAP):
+        if name in post:
+            ds[name] = describe(post[name], hdi_prob)
 
-    if "exchangeability_weight" in post:
-        ds["exchangeability_weight"] = post["exchangeability_weight"].mean(SAMPLE_DIMS)
+    if v.EXCHANGEABILITY_WEIGHT in post:
+        ds["exchangeability_weight"] = post[v.EXCHANGEABILITY_WEIGHT].mean(SAMPLE_DIMS)
         if masked_regimens:
             ds["exchangeability_weight"] = ds["exchangeability_weight"].where(~masked_r)
 
@@ -299,29 +294,25 @@ def summarise(
         if name in ds:
             ds[name].attrs["description"] = text
 
-    diag = fit.diagnostics
-    data = fit.data
+    if not defined:
+        note = "undefined: under complete pooling every regimen is the same by assumption"
+        for name in ("risk_difference", "odds_ratio", "prob_better", "rank_probability"):
+            ds[name].attrs["description"] = note
     attrs: dict[str, object] = {
         "title": "scleromx_bayes posterior summary",
         "model_name": fit.spec.name,
         "model_spec_toml": fit.spec.to_toml(),
-        "outcome": data.get("outcome", fit.cells.outcome.response),
-        "ne_policy": data.get("ne_policy", fit.cells.outcome.ne),
+        # the outcome is the cells' own: the one place it is set
+        "outcome": cells.outcome.response,
+        "ne_policy": cells.outcome.ne,
         "reference_regimen": ref,
+        "contrasts_defined": int(defined),
         "hdi_prob": hdi_prob,
-        "data_source": str(data.get("source", "<cells>")),
-        "data_kind": str(data.get("kind", "cells")),
-        "data_fingerprint": str(data.get("fingerprint", "")),
-        "n_patients": int(data.get("n_patients", -1)),
-        "n_episodes": int(data.get("n_episodes", int(cells.n.sum()))),
-        "sampler": fit.sampler["sampler"],
-        "draws": fit.sampler["draws"],
-        "tune": fit.sampler["tune"],
-        "chains": fit.sampler["chains"],
-        "target_accept": fit.sampler.get("target_accept", float("nan")),
+        **fit.data.to_attrs(),
+        **fit.sampler.to_attrs(),
         "seed": fit.seed,
-        "regimen_prior_shift": json.dumps(fit.sampler.get("regimen_prior_shift", {})),
-        **diag.to_attrs(),
+        "regimen_prior_shift": json.dumps(dict(fit.prior_shift)),
+        **fit.diagnostics.to_attrs(),
         **provenance_attrs(fit.synthetic),
     }
     ds.attrs = attrs

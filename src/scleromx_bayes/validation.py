@@ -28,14 +28,16 @@ from scipy import stats
 from scipy.special import expit
 
 from .cohort import CellTable
-from .fit import fit_cells, resolve_target_accept
-from .model import build_model, effective_structure
+from .fit import SamplerSettings, fit_cells
+from .model import build_model, effective_structure, exact_float_math
+from .model import names as v
+from .plots import new_figure, save_figure
 from .spec import ModelSpec, load_spec
 
 __all__ = ["SBCResult", "design_cells", "sbc", "scaled_design"]
 
 # Parameters whose ranks are checked: the model's own, on their natural scale.
-_SCALARS = ("intercept", "regimen_sd", "site_sd", "interaction_sd")
+_SCALARS = (v.INTERCEPT, v.REGIMEN_SD, v.SITE_SD, v.INTERACTION_SD)
 
 
 @dataclass(frozen=True)
@@ -83,11 +85,11 @@ def _parameter_draws(post: xr.Dataset, cells: CellTable) -> dict[str, np.ndarray
         if name in post:
             out[name] = post[name].values.reshape(-1)
     for r in cells.regimens:
-        out[f"regimen_logit[{r}]"] = post["regimen_logit"].sel(regimen=r).values.reshape(-1)
-    if "severity_effect" in post:
+        out[f"{v.REGIMEN_LOGIT}[{r}]"] = post[v.REGIMEN_LOGIT].sel(regimen=r).values.reshape(-1)
+    if v.SEVERITY_EFFECT in post:
         for k in cells.severities[1:]:
-            out[f"severity_effect[{k}]"] = (
-                post["severity_effect"].sel(severity=k).values.reshape(-1)
+            out[f"{v.SEVERITY_EFFECT}[{k}]"] = (
+                post[v.SEVERITY_EFFECT].sel(severity=k).values.reshape(-1)
             )
     return out
 
@@ -95,7 +97,7 @@ def _parameter_draws(post: xr.Dataset, cells: CellTable) -> dict[str, np.ndarray
 def _typical_p(post: xr.Dataset, cells: CellTable) -> np.ndarray:
     """Draws of CR probability at a typical site: (sample, regimen, severity)."""
     shape = (-1, len(cells.regimens), len(cells.severities))
-    return expit(post["typical_logit"].values.reshape(shape))
+    return expit(post[v.TYPICAL_LOGIT].values.reshape(shape))
 
 
 def sbc(
@@ -162,12 +164,15 @@ def sbc(
     if draws * chains < n_keep:
         raise ValueError(f"draws * chains must be at least n_ranks - 1 = {n_keep}")
     eff = effective_structure(spec, design)
+    settings = SamplerSettings(
+        draws=draws, tune=tune, chains=chains, target_accept=target_accept
+    ).for_spec(fit_spec)
     model = build_model(design, spec)
-    with warnings.catch_warnings():
+    with exact_float_math(), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         prior = pm.sample_prior_predictive(draws=n_sims, model=model, random_seed=seed)
     truth_post = prior["prior"].to_dataset()
-    simulated = prior["prior_predictive"]["responders"].values.reshape(n_sims, -1)
+    simulated = prior["prior_predictive"][v.RESPONDERS].values.reshape(n_sims, -1)
     truths = _parameter_draws(truth_post, design)
     true_p = _typical_p(truth_post, design)  # (sim, regimen, severity)
 
@@ -182,16 +187,7 @@ def sbc(
     keep = np.linspace(0, draws * chains - 1, n_keep).round().astype(int)
     for i in range(n_sims):
         cells = design.with_counts(design.n, simulated[i])
-        fitted = fit_cells(
-            cells,
-            fit_spec,
-            draws=draws,
-            tune=tune,
-            chains=chains,
-            seed=seed + 1 + i,
-            target_accept=target_accept,
-            warn=False,
-        )
+        fitted = fit_cells(cells, fit_spec, settings=settings, seed=seed + 1 + i, warn=False)
         post = fitted.posterior["posterior"].to_dataset()
         for j, (name, values) in enumerate(_parameter_draws(post, design).items()):
             ranks[i, j] = int((values[keep] < truths[name][i]).sum())
@@ -236,13 +232,13 @@ def sbc(
         "model_name": spec.name,
         "model_spec_toml": spec.to_toml(),
         "fit_spec_toml": fit_spec.to_toml(),
-        "structure": str({k: v for k, v in eff.items() if k != "priors"}),
+        "structure": str(eff.terms()),
         "n_sims": n_sims,
         "seed": seed,
         "draws": draws,
         "tune": tune,
         "chains": chains,
-        "target_accept": resolve_target_accept(fit_spec, target_accept),
+        "target_accept": settings.target_accept,
         "n_ranks": n_ranks,
         "n_bins": n_bins,
         "interval": interval,
@@ -261,17 +257,13 @@ def sbc(
 def rank_histograms(result: SBCResult, path, *, columns: int = 4):
     """Rank histograms (one panel per parameter) with the 99% band of a uniform
     histogram, written as PNG."""
-    import matplotlib.pyplot as plt
-
-    from .plots import _finish  # sets the Agg backend
-
     ranks = result.ranks["rank"]
     names = list(ranks["parameter"].values)
     n_sims = ranks.sizes["simulation"]
     n_bins, n_ranks = result.ranks.attrs["n_bins"], result.ranks.attrs["n_ranks"]
     lo, hi = stats.binom.ppf([0.005, 0.995], n_sims, 1 / n_bins)
     rows = -(-len(names) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.3 * rows), squeeze=False)
+    fig, axes = new_figure(rows, columns, (3.2 * columns, 2.3 * rows))
     for ax, name in zip(axes.flat, names, strict=False):
         ax.axhspan(lo, hi, color="grey", alpha=0.25, lw=0)
         ax.hist(
@@ -290,7 +282,7 @@ def rank_histograms(result: SBCResult, path, *, columns: int = 4):
         f"SBC rank histograms: model '{a['model_name']}', {n_sims} simulations, "
         f"{a['design_episodes']} episodes (grey: 99% band of uniform)"
     )
-    return _finish(fig, path, title, synthetic=True, dpi=90)
+    return save_figure(fig, path, title, synthetic=True, dpi=90)
 
 
 def summary_table(result: SBCResult) -> dict:

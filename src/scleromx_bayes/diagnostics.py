@@ -1,0 +1,109 @@
+"""Convergence checks of a fit: R-hat, bulk and tail ESS (ArviZ), divergences.
+
+A check that cannot be computed (R-hat of a single draw is NaN) fails: a number
+that is not there is never read as "fine".
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import arviz as az
+import numpy as np
+import xarray as xr
+
+from .errors import SettingsError
+from .model import names as v
+
+__all__ = ["ConvergenceCriteria", "Diagnostics", "diagnose"]
+
+
+@dataclass(frozen=True)
+class ConvergenceCriteria:
+    """Thresholds past which a fit is reported as not converged.
+
+    Examples
+    --------
+    >>> ConvergenceCriteria(rhat_max=1.05, ess_min=100).ess_min
+    100.0
+    """
+
+    rhat_max: float = 1.01
+    ess_min: float = 400.0
+
+    def __post_init__(self) -> None:
+        for name, low in (("rhat_max", 1.0), ("ess_min", 0.0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise SettingsError(f"{name} must be a number, not {value!r}")
+            if not np.isfinite(value) or value < low:
+                raise SettingsError(f"{name} must be a finite number >= {low}, not {value!r}")
+            object.__setattr__(self, name, float(value))
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    """Convergence checks of one fit. ``ok`` is False if any check failed."""
+
+    max_rhat: float
+    min_ess_bulk: float
+    min_ess_tail: float
+    divergences: int
+    draws_total: int
+    problems: tuple[str, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_attrs(self) -> dict[str, float | int | str]:
+        return {
+            "diagnostics_max_rhat": self.max_rhat,
+            "diagnostics_min_ess_bulk": self.min_ess_bulk,
+            "diagnostics_min_ess_tail": self.min_ess_tail,
+            "diagnostics_divergences": self.divergences,
+            "diagnostics_ok": int(self.ok),
+            "diagnostics_problems": "; ".join(self.problems) or "none",
+        }
+
+
+def _extreme(ds: xr.Dataset, fn) -> float:
+    """``fn`` over every finite value; NaN when there is none."""
+    vals = np.concatenate([np.ravel(ds[name].values) for name in ds.data_vars])
+    vals = vals[np.isfinite(vals)]
+    return float(fn(vals)) if vals.size else float("nan")
+
+
+def diagnose(tree: xr.DataTree, criteria: ConvergenceCriteria | None = None) -> Diagnostics:
+    """R-hat (rank-normalised), bulk and tail ESS over the model's parameters, and
+    divergent transitions, judged against ``criteria``."""
+    criteria = criteria or ConvergenceCriteria()
+    posterior = tree["posterior"].to_dataset()
+    post = posterior[[name for name in v.CONVERGENCE_CHECKED if name in posterior]]
+    with warnings.catch_warnings():
+        # Constant entries (the reference severity's effect is 0) give R-hat = 0/0;
+        # they are NaN and skipped, the warning says nothing new.
+        warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
+        warnings.filterwarnings("ignore", "Degrees of freedom", RuntimeWarning)
+        rhat = az.rhat(post)
+        ess_bulk = az.ess(post, method="bulk")
+        ess_tail = az.ess(post, method="tail")
+    max_rhat = _extreme(rhat, np.max)
+    min_bulk, min_tail = _extreme(ess_bulk, np.min), _extreme(ess_tail, np.min)
+    stats = tree["sample_stats"]
+    div = int(stats["diverging"].values.sum()) if "diverging" in stats else 0
+    total = int(post.sizes["chain"] * post.sizes["draw"])
+    problems = []
+    if div:
+        problems.append(f"{div} divergent transition{'s' if div > 1 else ''} of {total} draws")
+    if np.isnan(max_rhat):
+        problems.append("R-hat could not be computed (too few draws)")
+    elif max_rhat > criteria.rhat_max:
+        problems.append(f"R-hat up to {max_rhat:.3f} (> {criteria.rhat_max})")
+    for what, value in (("bulk", min_bulk), ("tail", min_tail)):
+        if np.isnan(value):
+            problems.append(f"{what} ESS could not be computed (too few draws)")
+        elif value < criteria.ess_min:
+            problems.append(f"{what} ESS down to {value:.0f} (< {criteria.ess_min:g})")
+    return Diagnostics(max_rhat, min_bulk, min_tail, div, total, tuple(problems))

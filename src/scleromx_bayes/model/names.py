@@ -1,0 +1,67 @@
+"""The model's variable names, in one place.
+
+Every module that reads a posterior (summary, diagnostics, checks, validation,
+sensitivity) names variables through these constants, so a renamed variable is
+one edit and a misspelled one an ``AttributeError`` rather than a silent miss.
+"""
+
+from __future__ import annotations
+
+# -- random variables and deterministics (posterior groups) -----------------
+INTERCEPT = "intercept"
+REGIMEN_OWN_LOGIT = "regimen_own_logit"  # no pooling: each regimen's own log-odds
+REGIMEN_SD = "regimen_sd"
+REGIMEN_Z = "regimen_z"
+REGIMEN_LOGIT = "regimen_logit"
+EXCHANGEABILITY_WEIGHT = "exchangeability_weight"
+SEVERITY_SHIFT = "severity_shift"
+SEVERITY_EFFECT = "severity_effect"
+INTERACTION_SD = "interaction_sd"
+INTERACTION_Z = "interaction_z"
+INTERACTION = "interaction"
+CUTPOINT_GAP = "cutpoint_gap"
+TYPICAL_LOGIT = "typical_logit"  # regimen x severity log-odds at a site with effect 0
+SITE_SD = "site_sd"
+SITE_Z = "site_z"
+SITE_EFFECT = "site_effect"
+PATIENT_SD = "patient_sd"
+PATIENT_Z = "patient_z"
+PATIENT_EFFECT = "patient_effect"
+COVARIATE_EFFECT = "covariate_effect"
+# per cell and response category: the log-probability the likelihood uses. Not
+# stored while sampling; computed from the graph for LOO and predictive checks.
+CATEGORY_LOG_PROB = "category_log_prob"
+
+# -- data ---------------------------------------------------------------------
+N_EVALUABLE = "n_evaluable"
+N_RESPONDERS = "n_responders"
+RESPONSE_COUNTS = "response_counts"
+OUTCOME_IS_ORR = "outcome_is_orr"
+REGIMEN_PRIOR_SHIFT = "regimen_prior_shift"
+
+# -- observed -----------------------------------------------------------------
+RESPONDERS = "responders"  # binary models: binomial count of responders per cell
+RESPONSES = "responses"  # ordinal model: multinomial NR / PR / CR counts per cell
+
+# -- groups of names ------------------------------------------------------------
+# checked for convergence (R-hat, ESS): the parameters a summary is made of
+CONVERGENCE_CHECKED = (
+    REGIMEN_LOGIT,
+    INTERCEPT,
+    REGIMEN_SD,
+    SEVERITY_EFFECT,
+    SITE_EFFECT,
+    SITE_SD,
+    INTERACTION_SD,
+    TYPICAL_LOGIT,
+    PATIENT_SD,
+    COVARIATE_EFFECT,
+    CUTPOINT_GAP,
+)
+# between-group standard deviations of log-odds, reported in the summary
+SCALE_PARAMETERS = (REGIMEN_SD, SITE_SD, INTERACTION_SD, PATIENT_SD)
+# what a power-scaling sensitivity check looks at
+POWER_SCALING_CHECKED = (REGIMEN_LOGIT, SEVERITY_EFFECT, SITE_SD, REGIMEN_SD, INTERACTION_SD)
+# response categories of the ordinal model, lowest first
+ORDINAL_CATEGORIES = ("NR", "PR", "CR")
+BINARY_CATEGORIES = ("non-responder", "responder")

@@ -1,0 +1,59 @@
+"""Same data, spec and seed: bit-identical draws, whatever the compile cache holds."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+# EXNEX's mixture (logaddexp) is where a warm cache once changed the draws.
+SCRIPT = textwrap.dedent(
+    """
+    import hashlib, warnings
+    import numpy as np
+    warnings.simplefilter("ignore")
+    import scleromx_bayes as sxb
+    fit = sxb.fit(sxb.load_example(), "exnex", seed=7, draws=150, tune=150, chains=2)
+    post = fit.posterior["posterior"].to_dataset()
+    digest = hashlib.sha256()
+    for name in sorted(post.data_vars):
+        digest.update(np.ascontiguousarray(post[name].values).tobytes())
+    print(digest.hexdigest())
+    """
+)
+
+
+def _draws_digest(cache: str, extra_flags: str = "") -> str:
+    env = dict(os.environ)
+    # base_compiledir holds PyTensor's numba cache too; compiledir alone does not move it
+    flags = f"base_compiledir={cache},compiledir={cache}/compiledir"
+    env["PYTENSOR_FLAGS"] = flags + (f",{extra_flags}" if extra_flags else "")
+    env["NUMBA_CACHE_DIR"] = f"{cache}/numba"
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_draws_identical_with_an_empty_and_a_warm_compile_cache(tmp_path):
+    cache = str(tmp_path / "cache")
+    # empty cache, and the user's PyTensor set to fast-math (its default): all compiled now
+    cold = _draws_digest(cache, "numba__fastmath=True")
+    # the same cache, now full, and the user's setting the other way: the package
+    # compiles with fast-math off inside its own calls, so neither reaches the draws
+    warm = _draws_digest(cache, "numba__fastmath=False")
+    assert len(cold) == 64
+    assert cold == warm
+
+
+def test_exact_float_math_restores_the_users_setting():
+    import pytensor
+
+    from scleromx_bayes.model import exact_float_math
+
+    before = pytensor.config.numba__fastmath
+    with exact_float_math():
+        assert pytensor.config.numba__fastmath is False
+    assert pytensor.config.numba__fastmath == before

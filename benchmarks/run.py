@@ -2,6 +2,7 @@
 
     ./dev bench fit            # one fit of the example cohort: ours vs pm.sample vs bambi
     ./dev bench sensitivity    # the default grid: run_sensitivity vs loops of pm.sample and bambi
+    ./dev bench fastmath       # what exact floating point (fast-math off) costs per spec
 
 Every contender fits the same data (the synthetic example cohort, CR, NE excluded)
 with 4 chains x 1000 warm-up x 1000 draws on this machine's 2 cores, and the
@@ -133,7 +134,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("which", choices=["fit", "sensitivity"], nargs="?", default="fit")
+    parser.add_argument(
+        "which", choices=["fit", "sensitivity", "fastmath"], nargs="?", default="fit"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
         "--quick",
@@ -143,6 +146,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.which == "fit":
         result = bench_fit(args.seed)
+    elif args.which == "fastmath":
+        from fastmath_bench import bench_fastmath
+
+        result = bench_fastmath(args.seed)
+        result["machine"] = machine()
     else:
         from sensitivity_bench import bench_sensitivity
 

@@ -287,3 +287,21 @@ def test_patient_effect_on_a_counts_table_is_bad_input(tmp_path, previous_output
     assert res.returncode == 2 and "needs an episode table" in res.stderr.replace("\n", " ")
     assert "Traceback" not in res.stderr
     assert sorted(p.name for p in previous_output.iterdir()) == ["summary.nc"]
+
+
+def test_an_internal_error_is_exit_1_with_the_traceback_behind_debug(monkeypatch, capsys):
+    from scleromx_bayes import cli
+
+    def broken():
+        raise KeyError("a bug, not bad input")
+
+    monkeypatch.setattr(sxb, "load_example", broken)
+    with pytest.raises(SystemExit) as info:
+        cli.main(["demo", "--out", "unused"])
+    assert info.value.code == 1
+    err = capsys.readouterr().err
+    assert "internal error: KeyError" in err and "--debug" in err and "Traceback" not in err
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--debug", "demo", "--out", "unused"])
+    assert info.value.code == 1
+    assert "Traceback" in capsys.readouterr().err

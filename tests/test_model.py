@@ -14,7 +14,6 @@ from scipy import integrate, stats
 from scipy.special import expit
 
 import scleromx_bayes as sxb
-from scleromx_bayes.fit import compiled_for
 from scleromx_bayes.model import Structure, effective_structure
 
 
@@ -185,7 +184,7 @@ def test_parameter_recovery_on_a_larger_cohort():
 
 def test_same_seed_same_draws_and_compiled_once(example):
     spec = sxb.load_spec("base")
-    _, _ = compiled_for(example.cells(), spec)  # make sure this layout is compiled
+    quiet_fit(example, spec, draws=10, tune=10, chains=1)  # make sure this layout is compiled
     before = sxb.compile_count()
     a = quiet_fit(example, spec, seed=7, **FAST)
     b = quiet_fit(example, spec.with_overrides({"priors.site_sd.sigma": 0.5}), seed=7, **FAST)

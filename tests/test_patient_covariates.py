@@ -125,7 +125,7 @@ def test_example_cohort_patients_have_several_episodes(example):
     spec = sxb.load_spec("patient_effect")
     cells = cells_for(example, spec)
     assert len(cells.frame) == example.n_episodes and len(cells.patients) == 33
-    assert effective_structure(spec, cells)["patient_effect"] is True
+    assert effective_structure(spec, cells).patient_effect is True
 
 
 def test_counts_tables_and_bad_covariates_are_refused(tmp_path, example):

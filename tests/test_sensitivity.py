@@ -11,12 +11,12 @@ import pytest
 import xarray as xr
 
 import scleromx_bayes as sxb
-from scleromx_bayes.sensitivity import grid_from_dict
 from scleromx_bayes.fit import clear_compiled_cache
 from scleromx_bayes.sensitivity import (
     Grid,
     GridError,
     conclusions,
+    grid_from_dict,
     load_grid,
     rank_stability,
     resolve,
@@ -216,35 +216,40 @@ def test_leave_one_site_out_equals_fit_without_that_site(example):
     assert int(masked["n_evaluable"].sel(site="Centre D").sum()) == 0
 
 
-class _Interrupting(cf.Executor):
-    """Runs scenarios in this process; a user's Ctrl-C arrives as the third result is
-    collected (after two scenarios finished). Counts what it was asked to run."""
+class _Executor(cf.ThreadPoolExecutor):
+    """One worker, so scenarios finish in order. A user's Ctrl-C arrives while the
+    ``interrupt_at``-th scenario runs; scenario ``fail`` dies in its worker.
+    Records what it was asked to run."""
 
     def __init__(self, interrupt_at: int | None = None, fail: str | None = None):
+        super().__init__(max_workers=1)
         self.submitted: list[str] = []
         self.interrupt_at, self.fail = interrupt_at, fail
 
     def submit(self, fn, *args, **kwargs):
         name = args[0].scenario.name
         self.submitted.append(name)
-        future: cf.Future = cf.Future()
         if len(self.submitted) == self.interrupt_at:
-            future.set_exception(KeyboardInterrupt())
-        elif name == self.fail:
-            future.set_exception(FloatingPointError("worker crashed"))
-        else:
-            future.set_result(fn(*args, **kwargs))
-        return future
+            return super().submit(_raise, KeyboardInterrupt())
+        if name == self.fail:
+            return super().submit(_raise, FloatingPointError("worker crashed"))
+        return super().submit(fn, *args, **kwargs)
+
+
+def _raise(exc: BaseException):
+    raise exc
 
 
 def test_resume_after_an_interrupted_run(example, small_grid, tmp_path):
     store = tmp_path / "store"
-    with pytest.raises(KeyboardInterrupt):
-        run_sensitivity(example, small_grid, store=store, executor=_Interrupting(3))
-    assert len(list((store / "scenarios").glob("*.nc"))) == 2
-    again = _Interrupting()
-    resumed = run_sensitivity(example, small_grid, store=store, executor=again)
-    assert resumed.attrs["n_reused"] == 2 and len(again.submitted) == 4  # only what was left
+    with _Executor(interrupt_at=3) as pool, pytest.raises(KeyboardInterrupt):
+        run_sensitivity(example, small_grid, store=store, executor=pool)
+    # what finished before the interrupt is kept (the second may be collected with it)
+    kept = len(list((store / "scenarios").glob("*.nc")))
+    assert 1 <= kept <= 2
+    with _Executor() as again:
+        resumed = run_sensitivity(example, small_grid, store=store, executor=again)
+    assert resumed.attrs["n_reused"] == kept and len(again.submitted) == 6 - kept
     fresh = run_sensitivity(example, small_grid)
     xr.testing.assert_allclose(resumed["p_cr_new_site"], fresh["p_cr_new_site"], rtol=1e-12)
     with pytest.raises(GridError, match="already holds 6 finished scenario"):
@@ -253,9 +258,8 @@ def test_resume_after_an_interrupted_run(example, small_grid, tmp_path):
 
 def test_a_failing_scenario_is_recorded_and_the_others_go_on(example, small_grid, tmp_path):
     store = tmp_path / "store"
-    sens = run_sensitivity(
-        example, small_grid, store=store, executor=_Interrupting(fail="site_sd=1.0")
-    )
+    with _Executor(fail="site_sd=1.0") as pool:
+        sens = run_sensitivity(example, small_grid, store=store, executor=pool)
     status = sens["status"].to_series()
     assert status["site_sd=1.0"] == "error"
     assert "FloatingPointError: worker crashed" in sens["reason"].sel(scenario="site_sd=1.0").item()
@@ -443,3 +447,20 @@ def test_each_scenario_carries_its_own_outcome(structural_run, tmp_path):
         sxb.read_dataset(f).attrs["outcome"] for f in (store / "scenarios").glob("*.nc")
     )
     assert outcomes == ["cr", "cr", "cr", "orr"]
+
+
+def test_the_console_table_fits_80_columns(structural_run):
+    from rich.console import Console
+
+    from scleromx_bayes.cli import print_conclusions
+
+    _, sens = structural_run
+    console = Console(width=80, record=True, color_system=None)
+    print_conclusions(sens, conclusions(sens), 0.9, console=console)
+    text = console.export_text()
+    assert all(len(line) <= 80 for line in text.splitlines()), text
+    assert "…" not in text  # nothing cut
+    row = next(line for line in text.splitlines() if line.startswith("DNS rescue"))
+    assert row.rstrip().endswith(("no", "yes")) and row.count("[") == 2  # one line a row
+    assert "pooled (undefined under the model)" in text
+    assert "no DNS (regimen not in the data)" in text

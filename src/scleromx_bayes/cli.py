@@ -61,7 +61,7 @@ class BadInput(InputError):
 
 def say(*parts: str | Text, console: Console = out) -> None:
     """Print text literally (user labels may contain square brackets)."""
-    console.print(Text.assemble(*parts), soft_wrap=True)
+    console.print(Text.assemble(*parts))
 
 
 def _title(text: str, synthetic: bool) -> Text:
@@ -415,25 +415,30 @@ def print_conclusions(sens, table, decision: float, console: Console = out) -> N
     and (under the table, so it stays readable in 80 columns) which scenarios flip
     it and which were left out, and why."""
     a = sens.attrs
-    title = _title(
-        f"Regimen contrasts vs {a['reference_regimen']}: {a['n_ok']} of {a['n_scenarios']} "
-        f"scenarios ran cleanly, {a['compilations']} model(s) compiled",
-        bool(a.get("synthetic")),
+    # the title is a line of its own: as a table title it would widen the table
+    console.print(
+        _title(
+            f"Regimen contrasts vs {a['reference_regimen']}: {a['n_ok']} of "
+            f"{a['n_scenarios']} scenarios ran cleanly, {a['compilations']} model(s) compiled",
+            bool(a.get("synthetic")),
+        )
     )
-    t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    t = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     for col in ("regimen", "severity", "P(better) [range]", "RD [range]", "flips?"):
-        t.add_column(Text(col), justify="left" if col in ("regimen", "severity") else "right")
+        left = col in ("regimen", "severity")
+        t.add_column(Text(col), justify="left" if left else "right", no_wrap=not left)
     for row in table.itertuples(index=False):
         t.add_row(
             Text(str(row.regimen)),
             Text(str(row.severity)),
             Text(_interval(row.p_better_baseline, row.p_better_min, row.p_better_max, ".2f")),
             Text(_interval(row.rd_baseline, row.rd_min, row.rd_max, "+.2f")),
-            Text(row.flips),
+            Text("n/a" if row.flips == "not assessable" else row.flips),
         )
     console.print(t)
     say(
-        f"flips?: does P(better) > {decision:g} at baseline change in some scenario",
+        f"flips?: does the decision P(better) > {decision:g} at baseline change in some "
+        "scenario (n/a: not assessable, the baseline is left out)",
         console=console,
     )
     for row in table.itertuples(index=False):

@@ -92,7 +92,7 @@ class SamplerSettings:
     >>> SamplerSettings(draws=0)
     Traceback (most recent call last):
     ...
-    scleromx_bayes.errors.SettingsError: draws must be >= 10, not 0
+    scleromx_bayes.errors.SettingsError: draws must be between 10 and 10000000, not 0
     """
 
     sampler: Literal["nutpie", "pymc"] = "nutpie"

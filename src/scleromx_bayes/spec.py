@@ -296,7 +296,9 @@ class ModelSpec:
         """Parse a spec from TOML text or a ``.toml`` path."""
         text = str(text_or_path)
         if isinstance(text_or_path, Path) or (text.endswith(".toml") and "\n" not in text):
-            return cls.from_dict(read_toml(text_or_path, SpecError, "spec"), source=str(text_or_path))
+            return cls.from_dict(
+                read_toml(text_or_path, SpecError, "spec"), source=str(text_or_path)
+            )
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:

@@ -221,7 +221,8 @@ def build_model(cells: CellTable, spec: ModelSpec) -> pm.Model:
 def stored_names(model: pm.Model) -> list[str]:
     """The variables a sampler keeps: all but the per-cell log-probabilities, which
     are recomputed from the graph when a check needs them."""
-    return [var.name for var in model.unobserved_value_vars if var.name != v.CATEGORY_LOG_PROB]
+    named = [*model.free_RVs, *model.deterministics]
+    return [var.name for var in named if var.name != v.CATEGORY_LOG_PROB]
 
 
 def ordinal_counts(cells: CellTable) -> np.ndarray:

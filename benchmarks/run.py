@@ -3,6 +3,7 @@
     ./dev bench fit            # one fit of the example cohort: ours vs pm.sample vs bambi
     ./dev bench sensitivity    # the default grid: run_sensitivity vs loops of pm.sample and bambi
     ./dev bench fastmath       # what exact floating point (fast-math off) costs per spec
+    ./dev bench registry       # 100,000 episodes at 1,000 centres: auto vs non-centred sites
 
 Every contender fits the same data (the synthetic example cohort, CR, NE excluded)
 with 4 chains x 1000 warm-up x 1000 draws on this machine's 2 cores, and the
@@ -135,7 +136,10 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "which", choices=["fit", "sensitivity", "fastmath"], nargs="?", default="fit"
+        "which",
+        choices=["fit", "sensitivity", "fastmath", "registry"],
+        nargs="?",
+        default="fit",
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
@@ -146,6 +150,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.which == "fit":
         result = bench_fit(args.seed)
+    elif args.which == "registry":
+        from registry_bench import bench_registry
+
+        result = bench_registry(args.seed)
+        result["machine"] = machine()
     elif args.which == "fastmath":
         from fastmath_bench import bench_fastmath
 

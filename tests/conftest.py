@@ -3,7 +3,11 @@ cached per layout, so fixtures that share a layout compile once per session."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -40,3 +44,16 @@ def write_csv(tmp_path, text: str, name: str = "cohort.csv"):
     path = tmp_path / name
     path.write_text(text)
     return path
+
+
+def run_cli(*args, cwd=None, columns: int = 120) -> subprocess.CompletedProcess:
+    """Run the real console script in a subprocess, as a user would."""
+    exe = Path(sys.executable).with_name("scleromx-bayes")
+    return subprocess.run(
+        [str(exe), *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "COLUMNS": str(columns)},
+        timeout=600,
+    )

@@ -3,13 +3,9 @@ nothing overwritten)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import xarray as xr
+from conftest import run_cli
 
 import scleromx_bayes as sxb
 from scleromx_bayes.simulate import example_path
@@ -18,16 +14,7 @@ SMALL = ["--draws", "200", "--tune", "200", "--chains", "2"]
 
 
 def run(*args, cwd=None):
-    """Run the real console script in a subprocess, as a user would."""
-    exe = Path(sys.executable).with_name("scleromx-bayes")
-    return subprocess.run(
-        [str(exe), *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**os.environ, "COLUMNS": "120"},
-        timeout=600,
-    )
+    return run_cli(*args, cwd=cwd)
 
 
 def test_demo_writes_everything(tmp_path):

@@ -263,3 +263,37 @@ def test_counts_never_ask_for_a_new_compiled_model(example, spec_name):
         orr = cells_for(example, spec, sxb.OutcomeDefinition("orr", ne="failure"))
         sxb.fit_cells(orr, spec, settings=tiny)
     assert sxb.compile_count() == before
+
+
+def test_site_parameterisation_follows_the_data(example):
+    """Well-informed sites get centred effects, sparse ones non-centred; both target
+    the same posterior."""
+    base = sxb.load_spec("base")
+    assert not effective_structure(base, example.cells()).site_centred  # ~7 per site
+    rich, truth = sxb.simulate_cohort(
+        {"A": -0.5, "B": 0.5},
+        {"nonsevere": 0.0, "severe": -1.0},
+        n_sites=6,
+        n_patients=900,
+        site_sd=0.5,
+        seed=3,
+    )
+    assert effective_structure(base, rich.cells()).site_centred
+    forced = base.with_overrides({"structure.site_parameterisation": "non_centred"})
+    assert not effective_structure(forced, rich.cells()).site_centred
+    centred = quiet_fit(rich, base, draws=800, tune=600, chains=2, seed=4)
+    non_centred = quiet_fit(rich, forced, draws=800, tune=600, chains=2, seed=4)
+    assert "site_z" not in centred.posterior["posterior"]
+    assert "site_z" in non_centred.posterior["posterior"]
+    effects = {}
+    for name, f in (("centred", centred), ("non_centred", non_centred)):
+        u = f.posterior["posterior"].to_dataset()["site_effect"]
+        effects[name] = (u.mean(("chain", "draw")), az.mcse(u))
+        # every true site effect within 3.5 posterior SD (centred on the overall level)
+        sd = u.std(("chain", "draw"))
+        true = np.array([truth.site_effect[s] for s in u["site"].values])
+        true = true - true.mean()
+        est = effects[name][0].values - effects[name][0].values.mean()
+        assert (np.abs(est - true) < 3.5 * sd.values + 0.1).all(), (name, est, true)
+    (m1, e1), (m2, e2) = effects["centred"], effects["non_centred"]
+    assert (np.abs(m1 - m2).values < 4 * np.sqrt(e1.values**2 + e2.values**2) + 1e-3).all()

@@ -9,9 +9,10 @@ Layout of a spec file::
     description = "..."
 
     [structure]
-    regimen_pooling = "partial"   # none | partial | complete
+    regimen_pooling = "partial"   # none | partial | complete | exnex
     site_effect = true
     severity_effect = true
+    site_parameterisation = "auto"  # auto | centred | non_centred
 
     [priors.intercept]
     dist = "Normal"
@@ -150,7 +151,10 @@ STRUCTURE_DEFAULTS: dict[str, Any] = {
     "patient_effect": False,
     "covariates": [],
     "response_scale": "binary",
+    "site_parameterisation": "auto",
 }
+# auto: centred site effects when sites are well informed (see model.structure)
+SITE_PARAMETERISATIONS = ("auto", "centred", "non_centred")
 _POSITIVE_PARAMS = {"sigma", "nu", "beta", "lam", "alpha"}
 
 
@@ -206,6 +210,7 @@ class ModelSpec:
     patient_effect: bool = False
     covariates: tuple[str, ...] = ()
     response_scale: str = "binary"
+    site_parameterisation: str = "auto"
     # the NUTS adaptation target this model needs by default ([sampler] in TOML);
     # None: the package default. A caller's own target_accept always wins.
     target_accept: float | None = None
@@ -262,6 +267,7 @@ class ModelSpec:
             self.patient_effect,
             self.covariates,
             self.response_scale,
+            self.site_parameterisation,
             tuple((k, self.priors[k].dist) for k in self.required_priors() if k in self.priors),
         )
 
@@ -278,6 +284,7 @@ class ModelSpec:
                 "patient_effect": self.patient_effect,
                 "covariates": list(self.covariates),
                 "response_scale": self.response_scale,
+                "site_parameterisation": self.site_parameterisation,
             },
             "priors": {k: p.to_dict() for k, p in self.priors.items()},
             **(
@@ -345,6 +352,11 @@ class ModelSpec:
         if len(set(covs)) != len(covs):
             raise SpecError(f"{where}structure.covariates names a column twice: {list(covs)}")
         structure["covariates"] = tuple(covs)
+        if structure["site_parameterisation"] not in SITE_PARAMETERISATIONS:
+            raise SpecError(
+                f"{where}structure.site_parameterisation must be one of "
+                f"{list(SITE_PARAMETERISATIONS)}, not {structure['site_parameterisation']!r}"
+            )
         if structure["response_scale"] not in ("binary", "ordinal"):
             raise SpecError(
                 f"{where}structure.response_scale must be 'binary' or 'ordinal', "

@@ -11,9 +11,9 @@ a row longer than the header) is a :class:`CohortError` naming the file.
 from __future__ import annotations
 
 import codecs
-import csv
 import errno
 import io
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +28,7 @@ __all__ = ["SYNTHETIC_MARKER", "RawTable", "load_table"]
 # is an explicit marker, not a word search: "# NOT synthetic" marks nothing.
 SYNTHETIC_MARKER = "# SYNTHETIC DATA:"
 _DELIMITERS = (",", ";", "\t", "|")
+_LONG_ROW = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 _DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "vertical bar"}
 
 
@@ -112,33 +113,39 @@ def _read_text(path: Path, source: str, encoding: str | None) -> RawTable:
     if n_comments == len(lines):
         raise _fail(source, "the file has no header row")
     sep = _delimiter(lines[n_comments], path.suffix.lower())
-    rows = list(csv.reader(io.StringIO("\n".join(lines[n_comments:])), delimiter=sep))
-    header, body = rows[0], rows[1:]
     header_row = n_comments + 1
-    problems = []
-    width = len(header)
-    for i, row in enumerate(body):
-        if len(row) > width:
-            extra = row[width:]
-            what = (
-                "ends in a delimiter that the header lacks"
-                if all(not v.strip() for v in extra)
-                else "has more fields than the header"
-            )
-            problems.append(
-                Problem(
-                    source,
-                    f"{what}: {len(row)} fields, the header has {width} "
-                    f"({_DELIMITER_NAMES[sep]}-delimited)",
-                    row=header_row + 1 + i,
-                )
-            )
-        elif len(row) < width:
-            body[i] = row + [""] * (width - len(row))
-    if problems:
-        raise CohortError(problems)
-    frame = pd.DataFrame(body, columns=range(width), dtype=object)
-    frame.columns = header  # set after construction: a repeated name stays repeated
+    try:
+        # pandas' C parser: the header is read as a data row, so a name given twice
+        # stays twice; a row with more fields than the header is an error, a row with
+        # fewer is filled with blanks (reported by the validation)
+        grid = pd.read_csv(
+            io.StringIO("\n".join(lines[n_comments:])),
+            sep=sep,
+            header=None,
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            skip_blank_lines=False,
+            engine="c",
+        )
+    except pd.errors.ParserError as exc:
+        found = _LONG_ROW.search(str(exc))
+        if found is None:
+            raise _fail(source, f"cannot be read as a delimited table: {exc}") from None
+        width, line, fields = map(int, found.groups())
+        what = (
+            "ends in a delimiter that the header lacks"
+            if lines[n_comments + line - 1].rstrip().endswith(sep)
+            else "has more fields than the header"
+        )
+        raise _fail(
+            source,
+            f"{what}: {fields} fields, the header has {width} "
+            f"({_DELIMITER_NAMES[sep]}-delimited)",
+            row=n_comments + line,
+        ) from None
+    frame = grid.iloc[1:].reset_index(drop=True)
+    frame.columns = [str(c) for c in grid.iloc[0]]
     return RawTable(frame, source, header_row, synthetic)
 
 
@@ -214,10 +221,7 @@ def load_table(
     if sheet is not None and suffix not in (".xlsx", ".xlsm", ".xls"):
         raise _fail(source, "sheet= applies to Excel workbooks only")
     if suffix in (".csv", ".tsv", ".txt"):
-        try:
-            return _read_text(path, source, encoding)
-        except csv.Error as exc:
-            raise _fail(source, f"cannot be read as a delimited table: {exc}") from None
+        return _read_text(path, source, encoding)
     # the readers of binary formats raise their own errors on a damaged file
     if suffix == ".parquet":
         try:

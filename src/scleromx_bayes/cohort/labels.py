@@ -14,11 +14,13 @@ from collections.abc import Mapping
 from itertools import combinations
 
 import numpy as np
+import pandas as pd
 
-__all__ = ["collapse", "edit_distance", "near_duplicates"]
+__all__ = ["collapse", "collapse_series", "edit_distance", "near_duplicates"]
 
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
 _TOKENS = re.compile(r"[\s\-_/.,+()]+")
+_OTHER_SPACE = re.compile(r"[^\S ]")
 # Pairwise typo checks above this many levels would cost seconds; larger factors
 # (registry-scale site lists) get the cheap check only: equal without punctuation.
 PAIRWISE_LIMIT = 200
@@ -32,10 +34,24 @@ def collapse(value: object) -> str:
     >>> collapse("  Ho\\u0302pital\\u200b  A ")
     'Hôpital A'
     """
+    if type(value) is str and value.isascii() and value == value.strip() and _plain(value):
+        return value  # the common case, already normal: ASCII has no NFC or zero-width forms
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return ""
     text = unicodedata.normalize("NFC", str(value)).translate(_ZERO_WIDTH)
     return re.sub(r"\s+", " ", text.strip())
+
+
+def _plain(text: str) -> bool:
+    """No whitespace other than single spaces."""
+    return "  " not in text and not _OTHER_SPACE.search(text)
+
+
+def collapse_series(values: pd.Series) -> pd.Series:
+    """:func:`collapse` of every value, computed once per distinct value."""
+    distinct = pd.unique(values)
+    collapsed = values.map(dict(zip(distinct, map(collapse, distinct), strict=True)))
+    return collapsed.fillna("")  # a missing value (NaN is not found by its own key) is blank
 
 
 def edit_distance(a: str, b: str, limit: int = 2) -> int:

@@ -26,7 +26,7 @@ import pandas as pd
 
 from ..errors import shorten
 from .files import RawTable, load_table
-from .labels import collapse, near_duplicates
+from .labels import collapse, collapse_series, near_duplicates
 from .problems import CohortError, Problem
 from .tables import Cohort
 
@@ -132,7 +132,7 @@ def _row_numbers(raw: RawTable) -> pd.Series:
 def _drop_empty_rows(
     frame: pd.DataFrame, rows: pd.Series, source: str, problems: list[Problem]
 ) -> pd.DataFrame:
-    blank = frame.apply(lambda col: col.map(collapse).eq("")).all(axis=1)
+    blank = frame.apply(lambda col: collapse_series(col).eq("")).all(axis=1)
     for i in frame.index[blank]:
         problems.append(Problem(source, "empty row", row=int(rows[i])))
     return frame[~blank]
@@ -148,15 +148,16 @@ def _canonical_labels(
 ) -> None:
     """Normalise a label column in place (see :func:`collapse`); blank is an error."""
     alias = {collapse(k).casefold(): v for k, v in (aliases or {}).items()}
+    collapsed = collapse_series(frame[column])
+    for i in frame.index[collapsed.eq("")]:
+        problems.append(Problem(source, f"blank {column}", row=int(rows[i]), column=column))
+    # The first spelling seen of a label (ignoring case) is the one kept.
     spelled: dict[str, str] = {}
-    values = []
-    for i, raw in frame[column].items():
-        v = collapse(raw)
-        if v == "":
-            problems.append(Problem(source, f"blank {column}", row=int(rows[i]), column=column))
-        v = alias.get(v.casefold(), v)
-        # The first spelling seen of a label (ignoring case) is the one kept.
-        values.append(spelled.setdefault(v.casefold(), v))
+    canonical = {}
+    for v in pd.unique(collapsed):
+        v_alias = alias.get(v.casefold(), v)
+        canonical[v] = spelled.setdefault(v_alias.casefold(), v_alias)
+    values = collapsed.map(canonical)
     frame[column] = values
 
 
@@ -178,24 +179,31 @@ def _warn_near_duplicates(frame: pd.DataFrame, columns: Sequence[str], source: s
             )
 
 
+def _in_given_order(
+    present: Sequence[str], order: Sequence[str], column: str, source: str
+) -> tuple[str, ...]:
+    """The levels present, in the user's order; a level the order lacks is an error."""
+    unknown = [v for v in present if v not in order]
+    if unknown:
+        raise CohortError(
+            [
+                Problem(
+                    source,
+                    f"{column} {shorten(unknown[0])} is not in the given order {list(order)}",
+                    column=column,
+                )
+            ]
+        )
+    return tuple(o for o in order if o in present)
+
+
 def _severity_levels(
     values: Sequence[str], order: Sequence[str] | None, source: str
 ) -> tuple[str, ...]:
     present = list(dict.fromkeys(values))
     if order is not None:
         order = [_SEVERITY_ALIASES.get(o.strip().lower(), o.strip().lower()) for o in order]
-        unknown = [v for v in present if v not in order]
-        if unknown:
-            raise CohortError(
-                [
-                    Problem(
-                        source,
-                        f"severity {shorten(unknown[0])} is not in the given order {order}",
-                        column="severity",
-                    )
-                ]
-            )
-        return tuple(o for o in order if o in present)
+        return _in_given_order(present, order, "severity", source)
     if len(present) == 1:
         return tuple(present)
     for known in KNOWN_SEVERITY_ORDERS:
@@ -219,20 +227,7 @@ def _regimen_levels(
     values: Sequence[str], order: Sequence[str] | None, source: str
 ) -> tuple[str, ...]:
     present = list(dict.fromkeys(values))
-    if order is None:
-        return tuple(present)
-    unknown = [v for v in present if v not in order]
-    if unknown:
-        raise CohortError(
-            [
-                Problem(
-                    source,
-                    f"regimen {shorten(unknown[0])} is not in the given order {list(order)}",
-                    column="regimen",
-                )
-            ]
-        )
-    return tuple(o for o in order if o in present)
+    return tuple(present) if order is None else _in_given_order(present, order, "regimen", source)
 
 
 def _check_duplicates(
@@ -274,7 +269,9 @@ def _prepare(
     for col in labels:
         aliases = regimen_aliases if col == "regimen" else None
         _canonical_labels(frame, col, aliases, rows, raw.source, problems)
-    frame["severity"] = [_SEVERITY_ALIASES.get(v.lower(), v.lower()) for v in frame["severity"]]
+    frame["severity"] = frame["severity"].map(
+        {v: _SEVERITY_ALIASES.get(v.lower(), v.lower()) for v in pd.unique(frame["severity"])}
+    )
     return frame, rows, problems
 
 
@@ -333,18 +330,18 @@ def read_cohort(
         ("patient_id", "site", "regimen", "severity"),
         regimen_aliases,
     )
-    codes = []
-    for i, value in frame["response"].items():
-        v = collapse(value)
-        code = _RESPONSE_ALIASES.get(v.casefold())
-        if code is None:
-            msg = (
-                "blank response (write NE if the episode was not evaluable)"
-                if v == ""
-                else f"unknown response code {shorten(v)} (use CR, PR, NR or NE)"
-            )
-            problems.append(Problem(source, msg, row=int(rows[i]), column="response"))
-        codes.append(code or "")
+    responses = collapse_series(frame["response"])
+    codes = responses.map(
+        {v: _RESPONSE_ALIASES.get(v.casefold(), "") for v in pd.unique(responses)}
+    )
+    for i in frame.index[codes.eq("")]:
+        v = responses[i]
+        msg = (
+            "blank response (write NE if the episode was not evaluable)"
+            if v == ""
+            else f"unknown response code {shorten(v)} (use CR, PR, NR or NE)"
+        )
+        problems.append(Problem(source, msg, row=int(rows[i]), column="response"))
     frame["response"] = codes
 
     extra = tuple(c for c in frame.columns if c not in EPISODE_COLUMNS)
@@ -356,9 +353,13 @@ def read_cohort(
         problems,
         "episode (add a 'line' column to tell repeated treatments apart)",
     )
-    sites_per_patient = frame[frame["patient_id"] != ""].groupby("patient_id")["site"].unique()
-    for pid, sites in sites_per_patient[sites_per_patient.map(len) > 1].items():
-        at = frame.index[(frame["patient_id"] == pid) & (frame["site"] == sites[1])][0]
+    # a patient at two sites: distinct (patient, site) pairs, a patient seen twice among them
+    pairs = frame.loc[frame["patient_id"] != "", ["patient_id", "site"]].drop_duplicates()
+    for pid, group in pairs[pairs.duplicated("patient_id", keep=False)].groupby(
+        "patient_id", sort=False
+    ):
+        sites = group["site"].tolist()
+        at = group.index[1]
         problems.append(
             Problem(
                 source,
@@ -371,7 +372,7 @@ def read_cohort(
     if problems:
         raise CohortError(problems)
     _warn_near_duplicates(frame, ("site", "regimen", "severity"), source)
-    source_rows = tuple(int(rows[i]) for i in frame.index)
+    source_rows = tuple(rows.loc[frame.index].astype(int).tolist())
     frame = frame.reset_index(drop=True)
     return Cohort(
         table=frame,

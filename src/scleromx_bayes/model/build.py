@@ -175,8 +175,11 @@ def build_model(cells: CellTable, spec: ModelSpec) -> pm.Model:
 
         if eff.site_effect:
             site_sd = prior_variable(v.SITE_SD, "site_sd", spec.prior("site_sd"))
-            w = pm.Normal(v.SITE_Z, 0.0, 1.0, dims="site")
-            site_effect = pm.Deterministic(v.SITE_EFFECT, site_sd * w, dims="site")
+            if eff.site_centred:  # well-informed sites (see structure.CENTRED_SITE_EPISODES)
+                site_effect = pm.Normal(v.SITE_EFFECT, 0.0, site_sd, dims="site")
+            else:
+                w = pm.Normal(v.SITE_Z, 0.0, 1.0, dims="site")
+                site_effect = pm.Deterministic(v.SITE_EFFECT, site_sd * w, dims="site")
             eta = eta + site_effect[s_idx]
 
         if eff.patient_effect:

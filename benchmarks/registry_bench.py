@@ -21,7 +21,7 @@ cohort, _ = sxb.simulate_cohort(
     {"A": -0.5, "B": 0.0, "C": 0.5, "D": 1.0}, {"nonsevere": 0.0, "severe": -1.0},
     site_sd=0.5, n_sites=1000, n_patients=100_000, seed=SEED,
 )
-spec = sxb.load_spec("base").with_overrides({"structure.site_parameterisation": "PARAM"})
+spec = sxb.load_spec("base").with_overrides({"structure.parameterisation": "PARAM"})
 t0 = time.perf_counter()
 fit = sxb.fit(cohort, spec, seed=SEED, draws=1000, tune=1000, chains=4)
 wall = time.perf_counter() - t0

@@ -4,6 +4,7 @@
     ./dev bench sensitivity    # the default grid: run_sensitivity vs loops of pm.sample and bambi
     ./dev bench fastmath       # what exact floating point (fast-math off) costs per spec
     ./dev bench registry       # 100,000 episodes at 1,000 centres: auto vs non-centred sites
+    ./dev bench read           # validating a 1,000,000-row episode table vs bare read_csv
 
 Every contender fits the same data (the synthetic example cohort, CR, NE excluded)
 with 4 chains x 1000 warm-up x 1000 draws on this machine's 2 cores, and the
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "which",
-        choices=["fit", "sensitivity", "fastmath", "registry"],
+        choices=["fit", "sensitivity", "fastmath", "registry", "read"],
         nargs="?",
         default="fit",
     )
@@ -150,6 +151,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.which == "fit":
         result = bench_fit(args.seed)
+    elif args.which == "read":
+        from read_bench import bench_read
+
+        result = bench_read(args.seed)
+        result["machine"] = machine()
     elif args.which == "registry":
         from registry_bench import bench_registry
 

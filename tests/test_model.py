@@ -265,7 +265,7 @@ def test_counts_never_ask_for_a_new_compiled_model(example, spec_name):
     assert sxb.compile_count() == before
 
 
-def test_site_parameterisation_follows_the_data(example):
+def test_parameterisation_follows_the_data(example):
     """Well-informed sites get centred effects, sparse ones non-centred; both target
     the same posterior."""
     base = sxb.load_spec("base")
@@ -279,7 +279,7 @@ def test_site_parameterisation_follows_the_data(example):
         seed=3,
     )
     assert effective_structure(base, rich.cells()).site_centred
-    forced = base.with_overrides({"structure.site_parameterisation": "non_centred"})
+    forced = base.with_overrides({"structure.parameterisation": "non_centred"})
     assert not effective_structure(forced, rich.cells()).site_centred
     centred = quiet_fit(rich, base, draws=800, tune=600, chains=2, seed=4)
     non_centred = quiet_fit(rich, forced, draws=800, tune=600, chains=2, seed=4)

@@ -12,7 +12,7 @@ Layout of a spec file::
     regimen_pooling = "partial"   # none | partial | complete | exnex
     site_effect = true
     severity_effect = true
-    site_parameterisation = "auto"  # auto | centred | non_centred
+    parameterisation = "auto"  # auto | centred | non_centred
 
     [priors.intercept]
     dist = "Normal"
@@ -151,10 +151,10 @@ STRUCTURE_DEFAULTS: dict[str, Any] = {
     "patient_effect": False,
     "covariates": [],
     "response_scale": "binary",
-    "site_parameterisation": "auto",
+    "parameterisation": "auto",
 }
 # auto: centred site effects when sites are well informed (see model.structure)
-SITE_PARAMETERISATIONS = ("auto", "centred", "non_centred")
+PARAMETERISATIONS = ("auto", "centred", "non_centred")
 _POSITIVE_PARAMS = {"sigma", "nu", "beta", "lam", "alpha"}
 
 
@@ -210,7 +210,7 @@ class ModelSpec:
     patient_effect: bool = False
     covariates: tuple[str, ...] = ()
     response_scale: str = "binary"
-    site_parameterisation: str = "auto"
+    parameterisation: str = "auto"
     # the NUTS adaptation target this model needs by default ([sampler] in TOML);
     # None: the package default. A caller's own target_accept always wins.
     target_accept: float | None = None
@@ -267,7 +267,7 @@ class ModelSpec:
             self.patient_effect,
             self.covariates,
             self.response_scale,
-            self.site_parameterisation,
+            self.parameterisation,
             tuple((k, self.priors[k].dist) for k in self.required_priors() if k in self.priors),
         )
 
@@ -284,7 +284,7 @@ class ModelSpec:
                 "patient_effect": self.patient_effect,
                 "covariates": list(self.covariates),
                 "response_scale": self.response_scale,
-                "site_parameterisation": self.site_parameterisation,
+                "parameterisation": self.parameterisation,
             },
             "priors": {k: p.to_dict() for k, p in self.priors.items()},
             **(
@@ -352,10 +352,10 @@ class ModelSpec:
         if len(set(covs)) != len(covs):
             raise SpecError(f"{where}structure.covariates names a column twice: {list(covs)}")
         structure["covariates"] = tuple(covs)
-        if structure["site_parameterisation"] not in SITE_PARAMETERISATIONS:
+        if structure["parameterisation"] not in PARAMETERISATIONS:
             raise SpecError(
-                f"{where}structure.site_parameterisation must be one of "
-                f"{list(SITE_PARAMETERISATIONS)}, not {structure['site_parameterisation']!r}"
+                f"{where}structure.parameterisation must be one of "
+                f"{list(PARAMETERISATIONS)}, not {structure['parameterisation']!r}"
             )
         if structure["response_scale"] not in ("binary", "ordinal"):
             raise SpecError(

@@ -140,8 +140,7 @@ def _read_text(path: Path, source: str, encoding: str | None) -> RawTable:
         )
         raise _fail(
             source,
-            f"{what}: {fields} fields, the header has {width} "
-            f"({_DELIMITER_NAMES[sep]}-delimited)",
+            f"{what}: {fields} fields, the header has {width} ({_DELIMITER_NAMES[sep]}-delimited)",
             row=n_comments + line,
         ) from None
     frame = grid.iloc[1:].reset_index(drop=True)

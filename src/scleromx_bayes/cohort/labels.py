@@ -21,6 +21,7 @@ __all__ = ["collapse", "collapse_series", "edit_distance", "near_duplicates"]
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
 _TOKENS = re.compile(r"[\s\-_/.,+()]+")
 _OTHER_SPACE = re.compile(r"[^\S ]")
+_NOT_NORMAL = r"^\s|\s$|\s\s|[^\S ]"  # a space at an end, two in a row, or a tab etc.
 # Pairwise typo checks above this many levels would cost seconds; larger factors
 # (registry-scale site lists) get the cheap check only: equal without punctuation.
 PAIRWISE_LIMIT = 200
@@ -48,7 +49,20 @@ def _plain(text: str) -> bool:
 
 
 def collapse_series(values: pd.Series) -> pd.Series:
-    """:func:`collapse` of every value, computed once per distinct value."""
+    """:func:`collapse` of every value: text already normal (ASCII, single inner spaces,
+    none at the ends) is kept as it is, the rest is collapsed once per distinct value."""
+    if pd.api.types.is_string_dtype(values) and not values.isna().any():
+        text = values.astype(str)
+        normal = text.str.isascii() & ~text.str.contains(_NOT_NORMAL, regex=True)
+        if normal.all():
+            return text
+        out = text.copy()
+        out[~normal] = _collapse_distinct(text[~normal])
+        return out
+    return _collapse_distinct(values)
+
+
+def _collapse_distinct(values: pd.Series) -> pd.Series:
     distinct = pd.unique(values)
     collapsed = values.map(dict(zip(distinct, map(collapse, distinct), strict=True)))
     return collapsed.fillna("")  # a missing value (NaN is not found by its own key) is blank

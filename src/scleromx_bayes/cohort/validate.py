@@ -132,7 +132,9 @@ def _row_numbers(raw: RawTable) -> pd.Series:
 def _drop_empty_rows(
     frame: pd.DataFrame, rows: pd.Series, source: str, problems: list[Problem]
 ) -> pd.DataFrame:
-    blank = frame.apply(lambda col: collapse_series(col).eq("")).all(axis=1)
+    """Every cell collapsed (see :func:`collapse`); rows blank throughout reported and dropped."""
+    frame = frame.apply(collapse_series)
+    blank = frame.eq("").all(axis=1)
     for i in frame.index[blank]:
         problems.append(Problem(source, "empty row", row=int(rows[i])))
     return frame[~blank]
@@ -146,9 +148,9 @@ def _canonical_labels(
     source: str,
     problems: list[Problem],
 ) -> None:
-    """Normalise a label column in place (see :func:`collapse`); blank is an error."""
+    """Merge spellings of a collapsed label column in place; blank is an error."""
     alias = {collapse(k).casefold(): v for k, v in (aliases or {}).items()}
-    collapsed = collapse_series(frame[column])
+    collapsed = frame[column]
     for i in frame.index[collapsed.eq("")]:
         problems.append(Problem(source, f"blank {column}", row=int(rows[i]), column=column))
     # The first spelling seen of a label (ignoring case) is the one kept.
@@ -330,7 +332,7 @@ def read_cohort(
         ("patient_id", "site", "regimen", "severity"),
         regimen_aliases,
     )
-    responses = collapse_series(frame["response"])
+    responses = frame["response"]
     codes = responses.map(
         {v: _RESPONSE_ALIASES.get(v.casefold(), "") for v in pd.unique(responses)}
     )

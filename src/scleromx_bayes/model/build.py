@@ -29,7 +29,7 @@ from ..cohort import CellTable
 from ..spec import ModelSpec
 from . import names as v
 from .priors import data_name, hyperparameter_values, prior_variable
-from .structure import effective_structure
+from .structure import Structure, effective_structure
 
 __all__ = ["build_model", "data_values", "exact_float_math", "ordinal_counts", "stored_names"]
 
@@ -81,7 +81,8 @@ def _exnex_regimens(spec: ModelSpec, mu, shift, n_regimens: int) -> pt.TensorVar
     return theta
 
 
-def _regimen_logit(spec: ModelSpec, pooling: str, shift, n_regimens: int):
+def _regimen_logit(spec: ModelSpec, eff: Structure, shift, n_regimens: int):
+    pooling = eff.regimen_pooling
     if pooling == "none":
         own = prior_variable(
             v.REGIMEN_OWN_LOGIT, "intercept", spec.prior("intercept"), dims="regimen"
@@ -90,6 +91,8 @@ def _regimen_logit(spec: ModelSpec, pooling: str, shift, n_regimens: int):
     intercept = prior_variable(v.INTERCEPT, "intercept", spec.prior("intercept"))
     if pooling == "partial":
         regimen_sd = prior_variable(v.REGIMEN_SD, "regimen_sd", spec.prior("regimen_sd"))
+        if eff.regimen_centred:  # well-informed regimens (see structure.CENTRED_EPISODES)
+            return pm.Normal(v.REGIMEN_LOGIT, intercept + shift, regimen_sd, dims="regimen")
         z = pm.Normal(v.REGIMEN_Z, 0.0, 1.0, dims="regimen")
         return pm.Deterministic(v.REGIMEN_LOGIT, intercept + shift + regimen_sd * z, dims="regimen")
     if pooling == "exnex":
@@ -135,7 +138,7 @@ def build_model(cells: CellTable, spec: ModelSpec) -> pm.Model:
     with pm.Model(coords=coords) as model:
         n = pm.Data(v.N_EVALUABLE, cells.n, dims="cell")
         shift = pm.Data(v.REGIMEN_PRIOR_SHIFT, np.zeros(n_regimens), dims="regimen")
-        regimen_logit = _regimen_logit(spec, eff.regimen_pooling, shift, n_regimens)
+        regimen_logit = _regimen_logit(spec, eff, shift, n_regimens)
         # log-odds at a typical site (site effect 0) for every regimen x severity: the
         # one quantity summaries, checks and validation read, whatever the structure
         typical = pt.shape_padright(regimen_logit) + pt.zeros((1, n_severities))
@@ -175,7 +178,7 @@ def build_model(cells: CellTable, spec: ModelSpec) -> pm.Model:
 
         if eff.site_effect:
             site_sd = prior_variable(v.SITE_SD, "site_sd", spec.prior("site_sd"))
-            if eff.site_centred:  # well-informed sites (see structure.CENTRED_SITE_EPISODES)
+            if eff.site_centred:  # well-informed sites (see structure.CENTRED_EPISODES)
                 site_effect = pm.Normal(v.SITE_EFFECT, 0.0, site_sd, dims="site")
             else:
                 w = pm.Normal(v.SITE_Z, 0.0, 1.0, dims="site")

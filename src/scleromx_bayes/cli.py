@@ -556,13 +556,18 @@ def validate(
         say(f"  {cohort.n_patients} patients, {cohort.n_episodes} episodes")
     else:
         say(f"  {cohort.n_episodes} episodes")
-    say(f"  regimens: {', '.join(cohort.regimens)}")
-    say(f"  sites: {', '.join(cohort.sites)}")
-    say(f"  severity (reference first): {', '.join(cohort.severities)}")
+    say(f"  regimens: {_labels(cohort.regimens)}")
+    say(f"  sites: {_labels(cohort.sites)}")
+    say(f"  severity (reference first): {_labels(cohort.severities)}")
     say(
         f"  {len(cells.frame)} regimen x site x severity cells; CR {cells.y.sum()}/{cells.n.sum()}"
         " evaluable"
     )
+
+
+def _labels(levels, limit: int = 60) -> str:
+    """Levels for a listing, each cut to ``limit`` characters (a label can be huge)."""
+    return ", ".join(x if len(x) <= limit else x[: limit - 1] + "…" for x in levels)
 
 
 @app.command()

@@ -91,7 +91,7 @@ def _regimen_logit(spec: ModelSpec, eff: Structure, shift, n_regimens: int):
     intercept = prior_variable(v.INTERCEPT, "intercept", spec.prior("intercept"))
     if pooling == "partial":
         regimen_sd = prior_variable(v.REGIMEN_SD, "regimen_sd", spec.prior("regimen_sd"))
-        if eff.regimen_centred:  # well-informed regimens (see structure.CENTRED_EPISODES)
+        if eff.regimen_centred:  # well-informed regimens (see structure.CENTRED_INFORMATION)
             return pm.Normal(v.REGIMEN_LOGIT, intercept + shift, regimen_sd, dims="regimen")
         z = pm.Normal(v.REGIMEN_Z, 0.0, 1.0, dims="regimen")
         return pm.Deterministic(v.REGIMEN_LOGIT, intercept + shift + regimen_sd * z, dims="regimen")
@@ -178,7 +178,7 @@ def build_model(cells: CellTable, spec: ModelSpec) -> pm.Model:
 
         if eff.site_effect:
             site_sd = prior_variable(v.SITE_SD, "site_sd", spec.prior("site_sd"))
-            if eff.site_centred:  # well-informed sites (see structure.CENTRED_EPISODES)
+            if eff.site_centred:  # well-informed sites (see structure.CENTRED_INFORMATION)
                 site_effect = pm.Normal(v.SITE_EFFECT, 0.0, site_sd, dims="site")
             else:
                 w = pm.Normal(v.SITE_Z, 0.0, 1.0, dims="site")

@@ -14,23 +14,29 @@ import numpy as np
 from ..cohort import CellTable
 from ..spec import ModelSpec, SpecError
 
-__all__ = ["CENTRED_EPISODES", "Structure", "effective_structure"]
+__all__ = ["CENTRED_INFORMATION", "Structure", "effective_structure"]
 
-# A group (regimen or site) with at least this many evaluable episodes pins its own
-# log-odds down (likelihood SD about 1/sqrt(30 * 0.25) = 0.37, below a typical
-# between-group SD): its random effect then samples well centred, where the
+# A group (regimen or site) is "well informed" when the data alone pin its log-odds
+# down to about +-0.1: Fisher information n * p * (1 - p) of at least 100, with p the
+# cohort's overall response rate. Its random effect then samples well centred; the
 # non-centred form, right for a handful of patients a group, makes a ridge between
-# the group mean, the SD and the standardised effects (a 1,000-centre registry with
-# 25,000 episodes a regimen gave R-hat 1.17 and divergences non-centred).
-CENTRED_EPISODES = 30
+# the group mean, the SD and the standardised effects there (a 1,000-centre registry
+# with 25,000 episodes a regimen gave R-hat 1.17 and divergences non-centred). Less
+# informed groups stay non-centred: with a between-group SD near 0 (no true site
+# effect, or a few groups) a centred effect makes the funnel the non-centred form
+# avoids.
+CENTRED_INFORMATION = 100.0
 
 
 def _well_informed(cells: CellTable, factor: str, levels: int) -> bool:
-    """Does the median group of ``factor`` (groups left out, n = 0, aside) have
-    ``CENTRED_EPISODES`` or more evaluable episodes?"""
-    per_group = np.bincount(cells.index(factor), weights=cells.n, minlength=levels)
-    informed = per_group[per_group > 0]
-    return bool(informed.size and np.median(informed) >= CENTRED_EPISODES)
+    """Does the median group of ``factor`` (groups left out, n = 0, aside) carry
+    ``CENTRED_INFORMATION`` or more?"""
+    n = np.bincount(cells.index(factor), weights=cells.n, minlength=levels)
+    n = n[n > 0]
+    if not n.size:
+        return False
+    rate = float(np.clip(cells.y.sum() / cells.n.sum(), 0.01, 0.99))
+    return bool(np.median(n) * rate * (1 - rate) >= CENTRED_INFORMATION)
 
 
 @dataclass(frozen=True)

@@ -224,7 +224,7 @@ class Fit:
 
     def shift_vector(self) -> np.ndarray:
         """The prior shift per regimen, in the cells' regimen order."""
-        return np.array([float(self.prior_shift.get(r, 0.0)) for r in self.cells.regimens])
+        return _shift_vector(self.cells, self.prior_shift)
 
     def summary(
         self,

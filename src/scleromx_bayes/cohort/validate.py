@@ -277,6 +277,29 @@ def _prepare(
     return frame, rows, problems
 
 
+def _cohort(
+    frame: pd.DataFrame,
+    kind: Literal["episodes", "counts"],
+    raw: RawTable,
+    regimen_order: Sequence[str] | None,
+    severity_order: Sequence[str] | None,
+    extra: tuple[str, ...],
+    source_rows: tuple[int, ...] = (),
+) -> Cohort:
+    """The validated table as a :class:`Cohort`, its levels in order."""
+    return Cohort(
+        table=frame,
+        kind=kind,
+        regimens=_regimen_levels(frame["regimen"].tolist(), regimen_order, raw.source),
+        sites=tuple(sorted(set(frame["site"]))),
+        severities=_severity_levels(frame["severity"].tolist(), severity_order, raw.source),
+        source=raw.source,
+        synthetic=raw.synthetic,
+        extra_columns=extra,
+        source_rows=source_rows,
+    )
+
+
 def read_cohort(
     data: str | Path | pd.DataFrame | RawTable,
     *,
@@ -376,17 +399,7 @@ def read_cohort(
     _warn_near_duplicates(frame, ("site", "regimen", "severity"), source)
     source_rows = tuple(rows.loc[frame.index].astype(int).tolist())
     frame = frame.reset_index(drop=True)
-    return Cohort(
-        table=frame,
-        kind="episodes",
-        regimens=_regimen_levels(frame["regimen"].tolist(), regimen_order, source),
-        sites=tuple(sorted(set(frame["site"]))),
-        severities=_severity_levels(frame["severity"].tolist(), severity_order, source),
-        source=source,
-        synthetic=raw.synthetic,
-        extra_columns=extra,
-        source_rows=source_rows,
-    )
+    return _cohort(frame, "episodes", raw, regimen_order, severity_order, extra, source_rows)
 
 
 def _parse_count(value: object) -> tuple[int | None, str]:
@@ -489,16 +502,7 @@ def read_counts(
     _warn_near_duplicates(frame, ("site", "regimen", "severity"), source)
     frame = frame.reset_index(drop=True)
     extra = tuple(c for c in frame.columns if c not in COUNT_COLUMNS + OPTIONAL_COUNT_COLUMNS)
-    return Cohort(
-        table=frame,
-        kind="counts",
-        regimens=_regimen_levels(frame["regimen"].tolist(), regimen_order, source),
-        sites=tuple(sorted(set(frame["site"]))),
-        severities=_severity_levels(frame["severity"].tolist(), severity_order, source),
-        source=source,
-        synthetic=raw.synthetic,
-        extra_columns=extra,
-    )
+    return _cohort(frame, "counts", raw, regimen_order, severity_order, extra)
 
 
 def read_data(

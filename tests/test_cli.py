@@ -3,6 +3,7 @@ nothing overwritten)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import xarray as xr
 from conftest import run_cli
@@ -179,6 +180,22 @@ def test_sensitivity_writes_dataset_table_and_plot_and_resumes(tmp_path):
     back = sxb.read_dataset(out / "sensitivity.nc")
     assert back.attrs["n_reused"] == 3
     xr.testing.assert_equal(back.p_cr_new_site, ds.p_cr_new_site)
+
+    # the reweighting fast path: the baseline's result is the exact one; every other
+    # scenario is either reweighted (with its k-hat) or refitted, and says which
+    fast_out = tmp_path / "fast"
+    fast = run("sensitivity", example_path(), "--grid", grid, "--out", fast_out, "--reweight")
+    assert fast.returncode == 0, fast.stderr
+    quick = sxb.read_dataset(fast_out / "sensitivity.nc")
+    assert "PSIS" in quick.attrs["reweighting"]
+    assert quick.attrs["n_reweighted"] == int(quick["reweighted"].sum())
+    assert int(quick["reweighted"].sel(scenario="baseline")) == 0
+    assert np.isfinite(
+        quick["pareto_k"].sel(scenario=["site_sd=1.0", "leave_out_site=Centre G"])
+    ).all()
+    xr.testing.assert_equal(
+        quick.p_cr_new_site.sel(scenario="baseline"), ds.p_cr_new_site.sel(scenario="baseline")
+    )
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from scipy import integrate, stats
 from scipy.special import expit
 
 import scleromx_bayes as sxb
-from scleromx_bayes.model import Structure, effective_structure
+from scleromx_bayes.model import Structure, effective_structure, scalar_values
 
 
 def episodes(rows):
@@ -29,14 +29,19 @@ def test_model_dims_and_data(example):
     assert list(model.coords["regimen"]) == list(example.regimens)
     assert list(model.coords["severity"]) == ["nonsevere", "severe"]
     names = {v.name for v in model.data_vars}
-    assert {
-        "n_evaluable",
-        "n_responders",
-        "prior__site_sd__sigma",
-        "prior__regimen_sd__sigma",
+    assert {"n_evaluable", "n_responders", "model_scalars", "cell_index"} <= names
+    # every prior hyper-parameter is one named scalar of the data, with the spec's value
+    scalars = scalar_values(cells, sxb.load_spec("base"))
+    assert list(scalars) == [
         "prior__intercept__mu",
         "prior__intercept__sigma",
-    } <= names
+        "prior__regimen_sd__sigma",
+        "prior__site_sd__sigma",
+        "prior__severity_effect__mu",
+        "prior__severity_effect__sigma",
+    ]
+    stored = model["model_scalars"].get_value()
+    np.testing.assert_array_equal(stored, [0.0, 1.5, 1.0, 0.5, 0.0, 1.5])
     free = {v.name for v in model.free_RVs}
     assert free == {"intercept", "regimen_sd", "regimen_z", "severity_shift", "site_sd", "site_z"}
 

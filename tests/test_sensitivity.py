@@ -147,9 +147,10 @@ def test_subsets_keep_the_layout_and_zero_counts(example, small_grid):
 def test_scenarios_share_compiled_models(small_run, small_grid, example):
     sens, compiled = small_run
     assert sens.sizes["scenario"] == len(small_grid.expand(example)) == 6
-    # two structures (severity adjusted or not); priors, outcome and subsets are data
-    assert sens.attrs["compilations"] == compiled == 2
-    assert int(sens["compiled_now"].sum()) == 2
+    # one shared graph: severity adjusted or not is a switch; priors, outcome and
+    # subsets are data
+    assert sens.attrs["compilations"] == compiled == 1
+    assert int(sens["compiled_now"].sum()) == 1
     assert list(sens["scenario"].values) == [s.name for s in small_grid.scenarios]
     assert sens["outcome"].sel(scenario="outcome=orr").item() == "orr"
     assert sens["site_sd"].sel(scenario="site_sd=1.0").item() == "1.0"

@@ -355,6 +355,14 @@ def sensitivity(
     decision: Annotated[
         float, typer.Option(min=0.5, max=1.0, help="Decision threshold on P(better).")
     ] = 0.9,
+    reweight: Annotated[
+        bool,
+        typer.Option(
+            "--reweight",
+            help="Answer prior and data-subset scenarios from the baseline's draws by "
+            "Pareto-smoothed importance sampling where k-hat <= 0.7; refit the rest.",
+        ),
+    ] = False,
 ) -> None:
     """Run a sensitivity grid on DATA: one Dataset, a conclusions table, a forest plot.
 
@@ -372,7 +380,13 @@ def sensitivity(
     executor, closer = _executor(workers, scheduler)
     try:
         sens = sxb.run_sensitivity(
-            cohort, the_grid, executor=executor, store=store, resume=resume, progress=True
+            cohort,
+            the_grid,
+            executor=executor,
+            store=store,
+            resume=resume,
+            progress=True,
+            reweight=reweight,
         )
     except KeyboardInterrupt:
         say(
@@ -436,6 +450,12 @@ def print_conclusions(sens, table, decision: float, console: Console = out) -> N
             Text("n/a" if row.flips == "not assessable" else row.flips),
         )
     console.print(t)
+    if a.get("n_reweighted"):
+        say(
+            f"{a['n_reweighted']} scenario(s) answered from the baseline's draws by "
+            "importance sampling (Pareto k-hat <= 0.7); the rest fitted exactly",
+            console=console,
+        )
     say(
         f"flips?: does the decision P(better) > {decision:g} at baseline change in some "
         "scenario (n/a: not assessable, the baseline is left out)",

@@ -7,6 +7,7 @@ that is not there is never read as "fine".
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import arviz as az
@@ -75,12 +76,17 @@ def _extreme(ds: xr.Dataset, fn) -> float:
     return float(fn(vals)) if vals.size else float("nan")
 
 
-def diagnose(tree: xr.DataTree, criteria: ConvergenceCriteria | None = None) -> Diagnostics:
-    """R-hat (rank-normalised), bulk and tail ESS over the model's parameters, and
-    divergent transitions, judged against ``criteria``."""
+def diagnose(
+    tree: xr.DataTree,
+    criteria: ConvergenceCriteria | None = None,
+    var_names: Sequence[str] = v.CONVERGENCE_CHECKED,
+) -> Diagnostics:
+    """R-hat (rank-normalised), bulk and tail ESS over the model's parameters
+    (``var_names`` that the posterior has), and divergent transitions, judged
+    against ``criteria``."""
     criteria = criteria or ConvergenceCriteria()
     posterior = tree["posterior"].to_dataset()
-    post = posterior[[name for name in v.CONVERGENCE_CHECKED if name in posterior]]
+    post = posterior[[name for name in var_names if name in posterior]]
     with warnings.catch_warnings():
         # Constant entries (the reference severity's effect is 0) give R-hat = 0/0;
         # they are NaN and skipped, the warning says nothing new.

@@ -1,9 +1,11 @@
 """Fit a model: sample the posterior, check convergence, keep everything.
 
-nutpie is the default sampler. A compiled model is cached per model structure
-and cell layout; a new fit with other prior values or counts reuses it through
-``with_data`` instead of compiling again (compiling takes seconds, sampling
-these models a fraction of one). Every compile happens with exact floating-point
+nutpie is the default sampler. A compiled model is cached per shared graph
+(:class:`model.SharedGraph`: kinds of term and sizes, not the spec's switches,
+prior families or the cohort); a new fit with other priors, pooling, site or
+severity terms, counts or cohort of the same size reuses it through ``with_data``
+instead of compiling again (compiling takes seconds, sampling these models a
+fraction of one). Every compile happens with exact floating-point
 arithmetic (:func:`model.exact_float_math`), so draws do not depend on what a
 compile cache holds.
 """
@@ -34,7 +36,8 @@ from .model import (
     data_values,
     effective_structure,
     exact_float_math,
-    hyperparameter_values,
+    scalar_values,
+    shared_graph,
     stored_names,
 )
 from .model import names as v
@@ -156,34 +159,49 @@ def clear_compiled_cache() -> None:
         _cache.clear()
 
 
-def _layout_key(cells: CellTable, spec: ModelSpec) -> tuple:
-    eff = effective_structure(spec, cells)
-    cell_keys = tuple(map(tuple, cells.frame[cells.key_columns].to_numpy()))
-    # every structural switch and every prior family, by name, so a new structure
-    # can never share a compiled model with an old one by accident
-    dists = tuple((p, spec.prior(p).dist) for p in eff.priors)
-    return (eff.terms(), dists, cells.regimens, cells.sites, cells.severities, cell_keys)
-
-
-def compiled_for(cells: CellTable, spec: ModelSpec) -> tuple[object, bool]:
-    """The nutpie compiled model for this layout, and whether it was compiled now."""
+def compiled_for(cells: CellTable, spec: ModelSpec) -> tuple[tuple[object, list[str]], bool]:
+    """The nutpie compiled model of the shared graph for these cells and spec with
+    the names of its scalars, and whether it was compiled now. Other structures,
+    priors and cohorts of the same :class:`model.SharedGraph` reuse it with their
+    own data."""
     global _compilations
-    key = _layout_key(cells, spec)
+    key = shared_graph(cells, spec)
     with _cache_lock:
         if key in _cache:
             return _cache[key], False
-        model = build_model(cells, spec)
+        model = build_model(cells, spec, shared=True)
         # nutpie's initial-point function keeps the pm.Data values the model had when
-        # compiled (with_data does not reach it). Compiling every layout with the same
-        # canonical prior values makes a fit depend on its own data and seed only, not
-        # on which scenario happened to compile the model first.
+        # compiled (with_data does not reach it). Compiling every graph with the same
+        # canonical switch and prior values makes a fit depend on its own data and
+        # seed only, not on which scenario happened to compile the model first.
+        names = list(scalar_values(cells, spec, shared=True))
         with model:
-            pm.set_data({n: canonical_value(n) for n in hyperparameter_values(spec, cells)})
+            pm.set_data({v.MODEL_SCALARS: np.array([canonical_value(n) for n in names])})
         with exact_float_math():
             compiled = nutpie.compile_pymc_model(model, var_names=stored_names(model))
-        _cache[key] = compiled
+        _cache[key] = (compiled, names)
         _compilations += 1
-        return compiled, True
+        return _cache[key], True
+
+
+def _for_cells(compiled, names: list[str], cells: CellTable, spec: ModelSpec, shift: np.ndarray):
+    """The compiled model with these cells' data, switches, priors and labels."""
+    if list(scalar_values(cells, spec, shared=True)) != names:
+        # the same SharedGraph always has the same scalars; a mismatch is a bug
+        raise RuntimeError("scalar data out of step with the compiled model")
+    compiled = compiled.with_data(**data_values(cells, spec, shift, shared=True))
+    labels = {
+        "regimen": cells.regimens,
+        "site": cells.sites,
+        "severity": cells.severities,
+        "severity_vs_reference": cells.severities[1:],
+        "patient": cells.patients,
+        "covariate": cells.covariates,
+        "cell": np.arange(len(cells.frame)),
+    }
+    coords = dict(compiled.coords)
+    coords.update({k: pd.Index(list(x)) for k, x in labels.items() if k in coords})
+    return replace(compiled, _coords=coords)
 
 
 @dataclass(frozen=True)
@@ -236,7 +254,7 @@ class Fit:
         return summarise(self, hdi_prob=hdi_prob, thresholds=thresholds, reference=reference)
 
 
-def _cell_groups(cells: CellTable) -> dict[str, xr.Dataset]:
+def cell_groups(cells: CellTable) -> dict[str, xr.Dataset]:
     coords = {
         "cell": np.arange(len(cells.frame)),
         "cell_regimen": ("cell", cells.frame["regimen"].to_numpy(dtype=str)),
@@ -261,9 +279,9 @@ def _sample_nutpie(
     cells: CellTable, spec: ModelSpec, settings: SamplerSettings, seed: int, shift: np.ndarray
 ) -> tuple[xr.DataTree, FitTiming]:
     t0 = time.perf_counter()
-    compiled, fresh = compiled_for(cells, spec)
+    (compiled, names), fresh = compiled_for(cells, spec)
     t1 = time.perf_counter()
-    compiled = compiled.with_data(**data_values(cells, spec, shift))
+    compiled = _for_cells(compiled, names, cells, spec, shift)
     tree = nutpie.sample(
         compiled,
         draws=settings.draws,
@@ -301,9 +319,16 @@ def _sample_pymc(
     return tree, FitTiming(True, float("nan"), time.perf_counter() - t0)
 
 
-def _tidy(tree: xr.DataTree, cells: CellTable) -> xr.DataTree:
-    """Add the counts as groups; drop what only the sampler needs (warm-up, text columns)."""
-    for name, group in _cell_groups(cells).items():
+def _tidy(tree: xr.DataTree, cells: CellTable, spec: ModelSpec) -> xr.DataTree:
+    """Keep the spec's own model's variables (a shared graph samples switched-off
+    terms from their priors too); add the counts as groups; drop what only the
+    sampler needs (warm-up, text columns)."""
+    own = set(stored_names(build_model(cells, spec)))
+    posterior = tree["posterior"].to_dataset()
+    extra = [name for name in posterior.data_vars if name not in own]
+    if extra:
+        tree["posterior"] = xr.DataTree(posterior.drop_vars(extra))
+    for name, group in cell_groups(cells).items():
         tree[name] = xr.DataTree(group)
     for name in [c for c in tree.children if c.startswith("warmup")]:
         del tree[name]
@@ -346,7 +371,7 @@ def fit_cells(
     effective_structure(spec, cells)  # a spec that does not fit the cells fails here
     sample = _sample_nutpie if settings.sampler == "nutpie" else _sample_pymc
     tree, timing = sample(cells, spec, settings, seed, shift)
-    tree = _tidy(tree, cells)
+    tree = _tidy(tree, cells, spec)
     diagnostics = diagnose(tree, criteria)
     if warn and not diagnostics.ok:
         warnings.warn(

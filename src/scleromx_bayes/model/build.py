@@ -8,17 +8,25 @@ responders::
     typical_logit[r, k] = regimen_logit[r] + severity_effect[k] (+ interaction[r, k])
 
 ``regimen_logit`` is pooled as the spec says (none / partial / complete / EXNEX);
-random effects are non-centred. ``regimen_prior_shift`` (data, zero by default)
-moves a regimen's prior log-odds, e.g. against it in a tipping-point analysis.
-Every prior hyper-parameter and the counts are ``pm.Data``, so one compiled model
-serves every prior variant and every data subset of the same shape (a left-out
-site is a block of ``n = 0`` cells, which add nothing to the likelihood).
+random effects are non-centred unless the groups are well informed.
+``regimen_prior_shift`` (data, zero by default) moves a regimen's prior log-odds,
+e.g. against it in a tipping-point analysis.
+
+Everything but the graph's shape is ``pm.Data``: the cells' indices and counts,
+and every scalar (prior hyper-parameters, and in a shared graph the term
+switches, see ``model.shared``) in one vector ``model_scalars``. One compiled
+model then serves every prior variant, data subset (a left-out site is a block of
+``n = 0`` cells, which add nothing to the likelihood) and cohort of the same
+shape. One vector rather than a datum per scalar because nutpie's compiled
+wrapper unpacks each data variable on its own: twenty scalars compiled 2-3x
+slower than one vector of twenty.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pymc as pm
@@ -26,12 +34,20 @@ import pytensor
 import pytensor.tensor as pt
 
 from ..cohort import CellTable
-from ..spec import ModelSpec
+from ..spec import ModelSpec, Prior
 from . import names as v
 from .priors import data_name, hyperparameter_values, prior_variable
+from .shared import SharedGraph, graph_prior, shared_graph, shared_values, switch_name
 from .structure import Structure, effective_structure
 
-__all__ = ["build_model", "data_values", "exact_float_math", "ordinal_counts", "stored_names"]
+__all__ = [
+    "build_model",
+    "data_values",
+    "exact_float_math",
+    "ordinal_counts",
+    "scalar_values",
+    "stored_names",
+]
 
 
 @contextlib.contextmanager
@@ -51,20 +67,66 @@ def exact_float_math() -> Iterator[None]:
         yield
 
 
-def _exnex_regimens(spec: ModelSpec, mu, shift, n_regimens: int) -> pt.TensorVariable:
+def scalar_values(cells: CellTable, spec: ModelSpec, *, shared: bool = False) -> dict[str, float]:
+    """Every scalar datum of the model, by name, in the order of ``model_scalars``."""
+    eff = effective_structure(spec, cells)
+    out = dict(shared_values(cells, spec) if shared else hyperparameter_values(spec, cells))
+    if eff.ordinal:
+        out[v.OUTCOME_IS_ORR] = cells.outcome.response == "orr"
+    return {name: float(x) for name, x in out.items()}
+
+
+class _Scalars:
+    """The ``model_scalars`` vector, read by name."""
+
+    def __init__(self, values: Mapping[str, float]):
+        self.position = {name: i for i, name in enumerate(values)}
+        self.data = pm.Data(v.MODEL_SCALARS, np.array(list(values.values()), dtype=np.float64))
+
+    def __call__(self, name: str) -> pt.TensorVariable:
+        return self.data[self.position[name]]
+
+    def prior(self, prior_name: str, prior: Prior) -> dict[str, pt.TensorVariable]:
+        return {p: self(data_name(prior_name, p)) for p in prior.params}
+
+
+def _cell_index(cells: CellTable, patients: bool) -> np.ndarray:
+    """Per cell: the indices of its regimen, severity and site (and patient)."""
+    factors = ["regimen", "severity", "site"] + (["patient"] if patients else [])
+    return np.stack([cells.index(f) for f in factors], axis=-1)
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """What every term of the model reads while the model is built."""
+
+    spec: ModelSpec
+    eff: Structure
+    graph: SharedGraph | None  # None: the spec's own model
+    scalars: _Scalars
+
+    def prior(self, rv_name: str, prior_name: str, **kwargs) -> pt.TensorVariable:
+        """A prior variable: the spec's own, or in a shared graph a stand-in for a
+        term the spec switches off."""
+        if self.graph is None:
+            prior = self.spec.prior(prior_name)
+        else:
+            prior = graph_prior(self.spec, self.eff, prior_name)
+        return prior_variable(rv_name, prior.dist, self.scalars.prior(prior_name, prior), **kwargs)
+
+    def switch(self, what: str) -> pt.TensorVariable:
+        return self.scalars(switch_name(what))
+
+
+def _exnex_regimens(parts: _Parts, mu, shift, n_regimens: int) -> pt.TensorVariable:
     """EXNEX (Neuenschwander et al. 2016): each regimen's log-odds is, with prior
     probability p, exchangeable, N(mu, regimen_sd), and otherwise nonexchangeable,
     N(m, s) of its own. The yes/no state is summed out (a two-component normal
     mixture per regimen); ``exchangeability_weight`` is its posterior probability
     given each draw, so its posterior mean is P(exchangeable | data)."""
-    tau = prior_variable(v.REGIMEN_SD, "regimen_sd", spec.prior("regimen_sd"))
-    nex = {
-        k: pm.Data(data_name("nonexchangeable", k), np.float64(x))
-        for k, x in spec.prior("nonexchangeable").params.items()
-    }
-    p_ex = pm.Data(
-        data_name("exchangeability", "p"), np.float64(spec.prior("exchangeability").params["p"])
-    )
+    tau = parts.prior(v.REGIMEN_SD, "regimen_sd")
+    nex = parts.scalars.prior("nonexchangeable", parts.spec.prior("nonexchangeable"))
+    p_ex = parts.scalars(data_name("exchangeability", "p"))
     ones = pt.ones(n_regimens)
     mus = pt.stack([ones * mu + shift, ones * nex["mu"] + shift], axis=-1)
     sigmas = pt.stack([ones * tau, ones * nex["sigma"]], axis=-1)
@@ -81,26 +143,59 @@ def _exnex_regimens(spec: ModelSpec, mu, shift, n_regimens: int) -> pt.TensorVar
     return theta
 
 
-def _regimen_logit(spec: ModelSpec, eff: Structure, shift, n_regimens: int):
-    pooling = eff.regimen_pooling
+def _standard_regimen_z(parts: _Parts, nu_name: str | None) -> pt.TensorVariable:
+    """Standardised regimen deviations: N(0, 1), or a Student t with location 0,
+    scale 1 and ``nu`` from the scalar ``nu_name`` (no pooling, t intercept prior)."""
+    if nu_name is not None:
+        nu = parts.scalars(nu_name)
+        return pm.StudentT(v.REGIMEN_Z, nu=nu, mu=0.0, sigma=1.0, dims="regimen")
+    return pm.Normal(v.REGIMEN_Z, 0.0, 1.0, dims="regimen")
+
+
+def _own_regimen_logit(parts: _Parts, shift) -> pt.TensorVariable:
+    """No pooling: each regimen's log-odds has the intercept prior of its own,
+    written as location + scale * a standard variable of the same family (the form
+    the shared graph samples)."""
+    prior = parts.spec.prior("intercept")
+    params = parts.scalars.prior("intercept", prior)
+    t_prior = prior.dist == "StudentT"
+    z = _standard_regimen_z(parts, data_name("intercept", "nu") if t_prior else None)
+    return pm.Deterministic(
+        v.REGIMEN_LOGIT, params["mu"] + shift + params["sigma"] * z, dims="regimen"
+    )
+
+
+def _switched_regimen_logit(parts: _Parts, shift) -> pt.TensorVariable:
+    """Pooling none / partial / complete as data (see ``model.shared``)."""
+    intercept = parts.prior(v.INTERCEPT, "intercept")
+    regimen_sd = parts.prior(v.REGIMEN_SD, "regimen_sd")
+    t_prior = graph_prior(parts.spec, parts.eff, "regimen_z").dist == "StudentT"
+    z = _standard_regimen_z(parts, data_name("regimen_z", "nu") if t_prior else None)
+    none, partial = parts.switch("no_pooling"), parts.switch("partial_pooling")
+    centre = (1.0 - none) * intercept + none * parts.switch("no_pooling_mu")
+    scale = partial * regimen_sd + none * parts.switch("no_pooling_sigma")
+    return pm.Deterministic(v.REGIMEN_LOGIT, centre + shift + scale * z, dims="regimen")
+
+
+def _regimen_logit(parts: _Parts, shift, n_regimens: int) -> pt.TensorVariable:
+    if parts.graph is not None and parts.graph.regimens == "switch":
+        return _switched_regimen_logit(parts, shift)
+    pooling = parts.eff.regimen_pooling
     if pooling == "none":
-        own = prior_variable(
-            v.REGIMEN_OWN_LOGIT, "intercept", spec.prior("intercept"), dims="regimen"
-        )
-        return pm.Deterministic(v.REGIMEN_LOGIT, own + shift, dims="regimen")
-    intercept = prior_variable(v.INTERCEPT, "intercept", spec.prior("intercept"))
+        return _own_regimen_logit(parts, shift)
+    intercept = parts.prior(v.INTERCEPT, "intercept")
     if pooling == "partial":
-        regimen_sd = prior_variable(v.REGIMEN_SD, "regimen_sd", spec.prior("regimen_sd"))
-        if eff.regimen_centred:  # well-informed regimens (see structure.CENTRED_INFORMATION)
+        regimen_sd = parts.prior(v.REGIMEN_SD, "regimen_sd")
+        if parts.eff.regimen_centred:  # well informed (see structure.CENTRED_INFORMATION)
             return pm.Normal(v.REGIMEN_LOGIT, intercept + shift, regimen_sd, dims="regimen")
         z = pm.Normal(v.REGIMEN_Z, 0.0, 1.0, dims="regimen")
         return pm.Deterministic(v.REGIMEN_LOGIT, intercept + shift + regimen_sd * z, dims="regimen")
     if pooling == "exnex":
-        return _exnex_regimens(spec, intercept, shift, n_regimens)
+        return _exnex_regimens(parts, intercept, shift, n_regimens)
     return pm.Deterministic(v.REGIMEN_LOGIT, intercept + shift, dims="regimen")
 
 
-def build_model(cells: CellTable, spec: ModelSpec) -> pm.Model:
+def build_model(cells: CellTable, spec: ModelSpec, *, shared: bool = False) -> pm.Model:
     """Return the ``pymc.Model`` for ``cells`` under ``spec``.
 
     Parameters
@@ -109,6 +204,11 @@ def build_model(cells: CellTable, spec: ModelSpec) -> pm.Model:
         From :meth:`Cohort.cells`.
     spec : ModelSpec
         From :func:`load_spec`.
+    shared : bool
+        False (default): the spec's own model, only the terms it has. True: the
+        wider graph a sampler compiles once for every structure and cohort of the
+        same :class:`SharedGraph`, with term switches as data, set to this spec's
+        values (see ``model.shared``).
 
     Examples
     --------
@@ -119,7 +219,10 @@ def build_model(cells: CellTable, spec: ModelSpec) -> pm.Model:
     ['category', 'cell', 'regimen']
     """
     eff = effective_structure(spec, cells)
+    graph = shared_graph(cells, spec) if shared else None
     n_regimens, n_severities = len(cells.regimens), len(cells.severities)
+    site_term = graph.site != "none" if graph else eff.site_effect
+    severity_term = graph.severity != "none" if graph else eff.severity_effect
     coords = {
         "regimen": list(cells.regimens),
         "site": list(cells.sites),
@@ -127,38 +230,34 @@ def build_model(cells: CellTable, spec: ModelSpec) -> pm.Model:
         "cell": np.arange(len(cells.frame)),
         "category": list(v.ORDINAL_CATEGORIES if eff.ordinal else v.BINARY_CATEGORIES),
     }
-    if eff.severity_effect:
+    if severity_term:
         coords["severity_vs_reference"] = list(cells.severities[1:])
     if eff.patient_effect:
         coords["patient"] = list(cells.patients)
     if eff.covariates:
         coords["covariate"] = list(eff.covariates)
-    r_idx, s_idx, k_idx = cells.index("regimen"), cells.index("site"), cells.index("severity")
 
     with pm.Model(coords=coords) as model:
+        parts = _Parts(spec, eff, graph, _Scalars(scalar_values(cells, spec, shared=shared)))
+        # the cohort is data: one compiled model serves every cohort of the same size
+        index = pm.Data(v.CELL_INDEX, _cell_index(cells, eff.patient_effect))
         n = pm.Data(v.N_EVALUABLE, cells.n, dims="cell")
         shift = pm.Data(v.REGIMEN_PRIOR_SHIFT, np.zeros(n_regimens), dims="regimen")
-        regimen_logit = _regimen_logit(spec, eff, shift, n_regimens)
+        regimen_logit = _regimen_logit(parts, shift, n_regimens)
         # log-odds at a typical site (site effect 0) for every regimen x severity: the
         # one quantity summaries, checks and validation read, whatever the structure
         typical = pt.shape_padright(regimen_logit) + pt.zeros((1, n_severities))
-        if eff.severity_effect:
-            severity_shift = prior_variable(
-                v.SEVERITY_SHIFT,
-                "severity_effect",
-                spec.prior("severity_effect"),
-                dims="severity_vs_reference",
-            )
-            severity_effect = pm.Deterministic(
-                v.SEVERITY_EFFECT, pt.concatenate([pt.zeros(1), severity_shift]), dims="severity"
-            )
+        if severity_term:
+            shifts = parts.prior(v.SEVERITY_SHIFT, "severity_effect", dims="severity_vs_reference")
+            effect = pt.concatenate([pt.zeros(1), shifts])
+            if graph is not None:
+                effect = parts.switch("severity_effect") * effect
+            severity_effect = pm.Deterministic(v.SEVERITY_EFFECT, effect, dims="severity")
             typical = typical + severity_effect[None, :]
         if eff.interaction:
             # regimen-specific departures from the common severity shift, pooled toward 0;
             # the reference severity carries none, so regimen_logit stays its log-odds there
-            interaction_sd = prior_variable(
-                v.INTERACTION_SD, "interaction_sd", spec.prior("interaction_sd")
-            )
+            interaction_sd = parts.prior(v.INTERACTION_SD, "interaction_sd")
             u = pm.Normal(v.INTERACTION_Z, 0.0, 1.0, dims=("regimen", "severity_vs_reference"))
             interaction = pm.Deterministic(
                 v.INTERACTION,
@@ -168,39 +267,36 @@ def build_model(cells: CellTable, spec: ModelSpec) -> pm.Model:
             typical = typical + interaction
         if eff.ordinal:
             # logit P(CR or better) = logit P(CR) + gap, the same gap in every cell
-            gap = prior_variable(v.CUTPOINT_GAP, "cutpoint_gap", spec.prior("cutpoint_gap"))
+            gap = parts.prior(v.CUTPOINT_GAP, "cutpoint_gap")
             # the summarised outcome: CR (0) or CR+PR (1); data, so one compiled model
             # serves both outcome definitions
-            at_orr = pm.Data(v.OUTCOME_IS_ORR, np.float64(cells.outcome.response == "orr"))
+            at_orr = parts.scalars(v.OUTCOME_IS_ORR)
             typical = typical + at_orr * gap
         typical_logit = pm.Deterministic(v.TYPICAL_LOGIT, typical, dims=("regimen", "severity"))
-        eta = typical_logit[r_idx, k_idx]  # (cell,)
+        eta = typical_logit[index[:, 0], index[:, 1]]  # (cell,)
 
-        if eff.site_effect:
-            site_sd = prior_variable(v.SITE_SD, "site_sd", spec.prior("site_sd"))
-            if eff.site_centred:  # well-informed sites (see structure.CENTRED_INFORMATION)
+        if site_term:
+            site_sd = parts.prior(v.SITE_SD, "site_sd")
+            centred = graph.site == "centred" if graph else eff.site_centred
+            if centred:  # well-informed sites (see structure.CENTRED_INFORMATION)
                 site_effect = pm.Normal(v.SITE_EFFECT, 0.0, site_sd, dims="site")
             else:
                 w = pm.Normal(v.SITE_Z, 0.0, 1.0, dims="site")
-                site_effect = pm.Deterministic(v.SITE_EFFECT, site_sd * w, dims="site")
-            eta = eta + site_effect[s_idx]
+                scale = site_sd if graph is None else parts.switch("site_effect") * site_sd
+                site_effect = pm.Deterministic(v.SITE_EFFECT, scale * w, dims="site")
+            eta = eta + site_effect[index[:, 2]]
 
         if eff.patient_effect:
-            patient_sd = prior_variable(v.PATIENT_SD, "patient_sd", spec.prior("patient_sd"))
+            patient_sd = parts.prior(v.PATIENT_SD, "patient_sd")
             z = pm.Normal(v.PATIENT_Z, 0.0, 1.0, dims="patient")
             patient_effect = pm.Deterministic(v.PATIENT_EFFECT, patient_sd * z, dims="patient")
-            eta = eta + patient_effect[cells.index("patient")]
+            eta = eta + patient_effect[index[:, 3]]
 
         if eff.covariates:
-            # standardised values are part of the layout (the cells' keys), not data
-            x = cells.frame[list(eff.covariates)].to_numpy(dtype=np.float64)  # (cell, covariate)
-            beta = prior_variable(
-                v.COVARIATE_EFFECT,
-                "covariate_effect",
-                spec.prior("covariate_effect"),
-                dims="covariate",
-            )
-            eta = eta + pt.dot(pt.as_tensor(x), beta)
+            # standardised values per cell, data like the counts
+            x = pm.Data(v.COVARIATE_VALUES, _covariate_values(cells), dims=("cell", "covariate"))
+            beta = parts.prior(v.COVARIATE_EFFECT, "covariate_effect", dims="covariate")
+            eta = eta + pt.dot(x, beta)
 
         if eff.ordinal:
             log_odds_cr = eta - at_orr * gap
@@ -224,6 +320,10 @@ def build_model(cells: CellTable, spec: ModelSpec) -> pm.Model:
     return model
 
 
+def _covariate_values(cells: CellTable) -> np.ndarray:
+    return cells.frame[list(cells.covariates)].to_numpy(dtype=np.float64)
+
+
 def stored_names(model: pm.Model) -> list[str]:
     """The variables a sampler keeps: all but the per-cell log-probabilities, which
     are recomputed from the graph when a check needs them."""
@@ -239,19 +339,23 @@ def ordinal_counts(cells: CellTable) -> np.ndarray:
 
 
 def data_values(
-    cells: CellTable, spec: ModelSpec, shift: np.ndarray | None = None
+    cells: CellTable, spec: ModelSpec, shift: np.ndarray | None = None, *, shared: bool = False
 ) -> Mapping[str, np.ndarray]:
     """Every ``pm.Data`` value of the model for these cells and spec: what a compiled
-    model of the same layout needs to fit other counts or priors."""
+    model of the same shape (``shared=True``: the same :class:`SharedGraph`) needs
+    to fit other counts, cohorts, priors or structures."""
     eff = effective_structure(spec, cells)
+    scalars = scalar_values(cells, spec, shared=shared)
     out = {
+        v.MODEL_SCALARS: np.array(list(scalars.values()), dtype=np.float64),
+        v.CELL_INDEX: _cell_index(cells, eff.patient_effect),
         v.N_EVALUABLE: cells.n,
         v.REGIMEN_PRIOR_SHIFT: np.zeros(len(cells.regimens)) if shift is None else shift,
-        **hyperparameter_values(spec, cells),
     }
+    if eff.covariates:
+        out[v.COVARIATE_VALUES] = _covariate_values(cells)
     if eff.ordinal:
         out[v.RESPONSE_COUNTS] = ordinal_counts(cells)
-        out[v.OUTCOME_IS_ORR] = np.float64(cells.outcome.response == "orr")
     else:
         out[v.N_RESPONDERS] = cells.y
     return out

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 # -- random variables and deterministics (posterior groups) -----------------
 INTERCEPT = "intercept"
-REGIMEN_OWN_LOGIT = "regimen_own_logit"  # no pooling: each regimen's own log-odds
 REGIMEN_SD = "regimen_sd"
-REGIMEN_Z = "regimen_z"
+REGIMEN_Z = "regimen_z"  # standardised regimen deviations (no pooling: own log-odds)
 REGIMEN_LOGIT = "regimen_logit"
 EXCHANGEABILITY_WEIGHT = "exchangeability_weight"
 SEVERITY_SHIFT = "severity_shift"
@@ -33,10 +32,15 @@ COVARIATE_EFFECT = "covariate_effect"
 CATEGORY_LOG_PROB = "category_log_prob"
 
 # -- data ---------------------------------------------------------------------
+# per cell: index of its regimen, severity, site (and patient), in that column order
+CELL_INDEX = "cell_index"
+# every scalar: prior hyper-parameters (prior__<prior>__<parameter>), switches, outcome
+MODEL_SCALARS = "model_scalars"
+COVARIATE_VALUES = "covariate_values"  # per cell and covariate, standardised
 N_EVALUABLE = "n_evaluable"
 N_RESPONDERS = "n_responders"
 RESPONSE_COUNTS = "response_counts"
-OUTCOME_IS_ORR = "outcome_is_orr"
+OUTCOME_IS_ORR = "outcome_is_orr"  # a scalar of MODEL_SCALARS
 REGIMEN_PRIOR_SHIFT = "regimen_prior_shift"
 
 # -- observed -----------------------------------------------------------------

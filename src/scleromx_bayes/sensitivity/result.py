@@ -25,6 +25,11 @@ class ScenarioResult:
     sample_s: float = 0.0
     wall_s: float = 0.0
     reused: bool = False
+    # answered from the baseline's draws by importance sampling (see reweight.py);
+    # pareto_k is NaN when reweighting was not tried
+    reweighted: bool = False
+    pareto_k: float = float("nan")
+    importance_ess: float = float("nan")  # effective sample size of the weights
 
     @classmethod
     def error(cls, exc: BaseException, wall_s: float = 0.0) -> ScenarioResult:
@@ -42,4 +47,7 @@ class ScenarioResult:
             "compile_s": self.compile_s,
             "sample_s": self.sample_s,
             "wall_s": self.wall_s,
+            "reweighted": self.reweighted,
+            "pareto_k": self.pareto_k,
+            "importance_ess": self.importance_ess,
         }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -13,41 +14,26 @@ import xarray as xr
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from ..cohort import Cohort
-from ..fit import fit_cells
+from ..fit import Fit, fit_cells
 from ..provenance import DataProvenance, provenance_attrs
 from ..summary import choose_reference, summarise
 from .grid import BASELINE_VALUES, Grid, GridError, load_grid
 from .plan import ScenarioInputs, resolve
 from .result import ScenarioResult
+from .reweight import K_HAT_MAX, LogDensity
+from .reweight import reweight as reweight_scenario
 from .store import Store
 
 __all__ = ["run_scenario", "run_sensitivity"]
 
 
-def run_scenario(
-    inputs: ScenarioInputs, grid: Grid, data: DataProvenance, summary_args: dict
-) -> ScenarioResult:
-    """Fit and summarise one scenario. Runs in a worker: a picklable top-level function
-    whose every error is recorded in the result, so the other scenarios go on."""
-    t0 = time.perf_counter()
-    try:
-        fitted = fit_cells(
-            inputs.cells,
-            inputs.spec,
-            settings=grid.sampler_settings(),
-            seed=grid.seed,
-            data=data,
-            criteria=grid.criteria(),
-            warn=False,
-        )
-        ds = summarise(
-            fitted,
-            **summary_args,
-            masked_sites=inputs.excluded_sites,
-            masked_regimens=inputs.excluded_regimens,
-        )
-    except Exception as exc:  # recorded with its reason, never dropped
-        return ScenarioResult.error(exc, time.perf_counter() - t0)
+def _result(fitted: Fit, inputs: ScenarioInputs, summary_args: dict, t0: float, **extra):
+    ds = summarise(
+        fitted,
+        **summary_args,
+        masked_sites=inputs.excluded_sites,
+        masked_regimens=inputs.excluded_regimens,
+    )
     diag = fitted.diagnostics
     return ScenarioResult(
         status="ok" if diag.ok else "failed_diagnostics",
@@ -57,7 +43,32 @@ def run_scenario(
         compile_s=fitted.timing.compile_s,
         sample_s=fitted.timing.sample_s,
         wall_s=time.perf_counter() - t0,
+        **extra,
     )
+
+
+def _fit(inputs: ScenarioInputs, grid: Grid, data: DataProvenance) -> Fit:
+    return fit_cells(
+        inputs.cells,
+        inputs.spec,
+        settings=grid.sampler_settings(),
+        seed=grid.seed,
+        data=data,
+        criteria=grid.criteria(),
+        warn=False,
+    )
+
+
+def run_scenario(
+    inputs: ScenarioInputs, grid: Grid, data: DataProvenance, summary_args: dict
+) -> ScenarioResult:
+    """Fit and summarise one scenario. Runs in a worker: a picklable top-level function
+    whose every error is recorded in the result, so the other scenarios go on."""
+    t0 = time.perf_counter()
+    try:
+        return _result(_fit(inputs, grid, data), inputs, summary_args, t0)
+    except Exception as exc:  # recorded with its reason, never dropped
+        return ScenarioResult.error(exc, time.perf_counter() - t0)
 
 
 def run_sensitivity(
@@ -71,6 +82,8 @@ def run_sensitivity(
     hdi_prob: float = 0.95,
     thresholds: Sequence[float] = (0.25, 0.5),
     reference: str | None = None,
+    reweight: bool = False,
+    k_hat_max: float = K_HAT_MAX,
 ) -> xr.Dataset:
     """Run every scenario of ``grid`` and collect them along a ``scenario`` dimension.
 
@@ -91,6 +104,14 @@ def run_sensitivity(
         rather than mixing runs.
     progress : bool
         Show a progress bar (done, running, failed).
+    reweight : bool
+        Opt-in fast path: answer each scenario whose model has the baseline's
+        parameters (other prior values, left-out sites, outcome, NE policy) from the
+        baseline's draws by Pareto-smoothed importance sampling, when its Pareto
+        k-hat is at most ``k_hat_max``; refit the others exactly (see
+        ``sensitivity.reweight``). The first scenario (the baseline) is always fitted.
+    k_hat_max : float
+        The k-hat above which a reweighted scenario is refitted (default 0.7).
 
     Returns
     -------
@@ -98,8 +119,10 @@ def run_sensitivity(
         The variables of :meth:`Fit.summary` with a leading ``scenario`` dim, a
         coordinate per axis, and per-scenario ``status``, ``reason``, ``max_rhat``,
         ``min_ess_bulk``, ``min_ess_tail``, ``divergences``, ``compiled_now``,
-        ``compile_s``, ``sample_s``. ``attrs["compilations"]`` counts the models
-        compiled by this run.
+        ``compile_s``, ``sample_s``, ``reweighted`` (1: answered from the
+        baseline's draws), ``pareto_k`` and ``importance_ess`` (NaN where
+        reweighting was not tried).
+        ``attrs["compilations"]`` counts the models compiled by this run.
 
     Examples
     --------
@@ -113,12 +136,15 @@ def run_sensitivity(
     inputs = [resolve(cohort, grid, s) for s in scenarios]  # bad values fail before any fit
     ref = choose_reference(cohort.regimens, reference)
     summary_args = {"hdi_prob": hdi_prob, "thresholds": tuple(thresholds), "reference": ref}
+    if not 0 < k_hat_max <= 1:
+        raise GridError(f"k_hat_max must be in (0, 1], not {k_hat_max!r}")
+    k_hat = float(k_hat_max) if reweight else None
     data = DataProvenance.of(cohort)
-    keys = [inp.key(data.fingerprint, grid, summary_args) for inp in inputs]
+    # a reweighted run never shares stored results with an exact one
+    keys = [inp.key(data.fingerprint, grid, {**summary_args, "reweight": k_hat}) for inp in inputs]
+    plan = _Plan(cohort, grid, scenarios, inputs, keys, data, summary_args, k_hat)
     if store is None:
-        return _run(
-            cohort, grid, scenarios, inputs, keys, data, summary_args, None, executor, progress
-        )
+        return _run(plan, None, executor, progress)
     box = Store(store)
     if not resume and box.finished():
         raise GridError(
@@ -126,12 +152,65 @@ def run_sensitivity(
             "again with resume=True (command line: add --resume), or choose another store"
         )
     with box:
-        return _run(
-            cohort, grid, scenarios, inputs, keys, data, summary_args, box, executor, progress
+        return _run(plan, box, executor, progress)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    cohort: Cohort
+    grid: Grid
+    scenarios: Sequence
+    inputs: Sequence[ScenarioInputs]
+    keys: Sequence[str]
+    data: DataProvenance
+    summary_args: dict
+    k_hat_max: float | None  # None: no reweighting
+
+
+def _reweight_from_baseline(plan: _Plan, todo: list[int], finish) -> dict[int, tuple[float, float]]:
+    """Fit the baseline, answer what its draws can (``finish``), and return the k-hat
+    and importance ESS of every scenario tried but left for an exact refit."""
+    t0 = time.perf_counter()
+    base_inputs = plan.inputs[0]
+    try:
+        base = _fit(base_inputs, plan.grid, plan.data)
+    except Exception as exc:
+        if 0 in todo:
+            finish(0, ScenarioResult.error(exc, time.perf_counter() - t0))
+        return {}
+    if 0 in todo:
+        finish(0, _result(base, base_inputs, plan.summary_args, t0))
+    if not base.diagnostics.ok:  # unreliable draws are no basis for reweighting
+        return {}
+    density = LogDensity(base)
+    base_log_density = density.at_draws()
+    left: dict[int, tuple[float, float]] = {}
+    for i in todo:
+        if i == 0 or density.why_not(plan.inputs[i]):
+            continue
+        t0 = time.perf_counter()
+        answer = reweight_scenario(
+            density, base_log_density, plan.inputs[i], seed=plan.grid.seed, k_hat_max=plan.k_hat_max
         )
+        if not answer.trusted:
+            left[i] = (answer.pareto_k, answer.ess)
+            continue
+        result = _result(
+            answer.fit,
+            plan.inputs[i],
+            plan.summary_args,
+            t0,
+            reweighted=True,
+            pareto_k=answer.pareto_k,
+            importance_ess=answer.ess,
+        )
+        finish(i, replace(result, sample_s=result.wall_s))
+    return left
 
 
-def _run(cohort, grid, scenarios, inputs, keys, data, summary_args, box, executor, progress):
+def _run(plan: _Plan, box: Store | None, executor, progress) -> xr.Dataset:
+    grid, scenarios, inputs, keys = plan.grid, plan.scenarios, plan.inputs, plan.keys
+    data, summary_args = plan.data, plan.summary_args
     results: dict[int, ScenarioResult] = {}
     if box is not None:
         for i, key in enumerate(keys):
@@ -150,10 +229,21 @@ def _run(cohort, grid, scenarios, inputs, keys, data, summary_args, box, executo
                 box.save(keys[i], scenarios[i].name, result)
             bar.update(result.status != "ok")
 
+        tried: dict[int, tuple[float, float]] = {}
+        if plan.k_hat_max is not None and any(i != 0 for i in todo):
+            tried = _reweight_from_baseline(plan, todo, finish)
+            todo = [i for i in todo if i not in results]
+
+        def exact(i: int, result: ScenarioResult) -> None:
+            if i in tried:  # reweighting was tried and refused: say how it did
+                k_hat, ess = tried[i]
+                result = replace(result, pareto_k=k_hat, importance_ess=ess)
+            finish(i, result)
+
         if executor is None:
             for i in todo:
                 bar.running(1)
-                finish(i, run_scenario(inputs[i], grid, data, summary_args))
+                exact(i, run_scenario(inputs[i], grid, data, summary_args))
         else:
             futures = {
                 executor.submit(run_scenario, inputs[i], grid, data, summary_args): i for i in todo
@@ -169,7 +259,7 @@ def _run(cohort, grid, scenarios, inputs, keys, data, summary_args, box, executo
                             result = fut.result()
                         except Exception as exc:  # a worker died, not the model
                             result = ScenarioResult.error(exc)
-                        finish(i, result)
+                        exact(i, result)
             except BaseException:
                 for fut in pending:
                     fut.cancel()
@@ -177,16 +267,7 @@ def _run(cohort, grid, scenarios, inputs, keys, data, summary_args, box, executo
     finally:
         bar.close()
     wall = time.perf_counter() - t0
-    return _assemble(
-        cohort,
-        grid,
-        scenarios,
-        inputs,
-        [results[i] for i in range(len(inputs))],
-        summary_args,
-        data,
-        wall,
-    )
+    return _assemble(plan, [results[i] for i in range(len(inputs))], wall)
 
 
 class _Progress:
@@ -223,16 +304,9 @@ class _Progress:
             self.bar.stop()
 
 
-def _assemble(
-    cohort: Cohort,
-    grid: Grid,
-    scenarios: Sequence,
-    inputs: Sequence[ScenarioInputs],
-    results: Sequence[ScenarioResult],
-    summary_args: dict,
-    data: DataProvenance,
-    wall: float,
-) -> xr.Dataset:
+def _assemble(plan: _Plan, results: Sequence[ScenarioResult], wall: float) -> xr.Dataset:
+    cohort, grid, scenarios, inputs = plan.cohort, plan.grid, plan.scenarios, plan.inputs
+    summary_args, data = plan.summary_args, plan.data
     template = next((r.summary for r in results if r.summary is not None), None)
     if template is None:
         reasons = "; ".join(
@@ -269,6 +343,9 @@ def _assemble(
     combined["reason"] = per((r.reason for r in results), str)
     combined["compiled_now"] = per((r.compiled_now for r in results), bool).astype(np.int8)
     combined["reused"] = per((r.reused for r in results), bool).astype(np.int8)
+    combined["reweighted"] = per((r.reweighted for r in results), bool).astype(np.int8)
+    combined["pareto_k"] = per(r.pareto_k for r in results)
+    combined["importance_ess"] = per(r.importance_ess for r in results)
     combined["compile_s"] = per(r.compile_s for r in results)
     combined["sample_s"] = per(r.sample_s for r in results)
     # each scenario's own settings, from what it actually fitted
@@ -290,6 +367,14 @@ def _assemble(
         "n_ok": sum(r.status == "ok" for r in results),
         "n_failed": sum(r.status != "ok" for r in results),
         "n_reused": len(results) - len(ran),
+        "n_reweighted": sum(r.reweighted for r in results),
+        "reweighting": (
+            "none"
+            if plan.k_hat_max is None
+            else f"PSIS from the draws of scenario {scenarios[0].name!r} where the "
+            f"scenario has its parameters and Pareto k-hat <= {plan.k_hat_max}; "
+            "exact refit otherwise"
+        ),
         "compilations": int(sum(r.compiled_now for r in ran)),
         "wall_s": wall,
         "compile_s": float(sum(r.compile_s for r in ran)),

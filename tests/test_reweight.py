@@ -1,0 +1,115 @@
+"""The reweighting fast path: scenarios answered from the baseline's draws by PSIS
+agree with their exact refits within Monte Carlo error; k-hat sends the others to
+an exact refit; the Dataset says which was which."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from scleromx_bayes.sensitivity import Grid, GridError, run_sensitivity
+
+RUN = {"draws": 1000, "tune": 500, "chains": 2, "seed": 5, "ess_min": 100, "rhat_max": 1.05}
+AXES = {
+    # reweightable: only data or prior values differ from the baseline. On the
+    # example (4 x 1000 draws) their k-hat is about -1.9, 0.3 and -0.4.
+    "site_sd": [0.5, 0.25],
+    "leave_out_site": ["none", "Centre F"],
+    "ne_policy": ["exclude", "failure"],
+    # CR+PR instead of CR: a posterior far from the baseline's, k-hat about 1.7
+    "outcome": ["cr", "orr"],
+    # another parameter space: never reweighted
+    "model": ["base", "no_pooling"],
+}
+REWEIGHTABLE = ["site_sd=0.25", "leave_out_site=Centre F", "ne_policy=failure"]
+
+
+@pytest.fixture(scope="module")
+def both(example):
+    grid = Grid.one_at_a_time(AXES, name="reweight", **RUN)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        fast = run_sensitivity(example, grid, reweight=True)
+        exact = run_sensitivity(example, grid)
+    return fast, exact
+
+
+def test_the_dataset_records_what_was_reweighted(both):
+    fast, exact = both
+    reweighted = fast["reweighted"].to_series()
+    assert sorted(reweighted[reweighted == 1].index) == sorted(REWEIGHTABLE)
+    assert fast.attrs["n_reweighted"] == len(REWEIGHTABLE)
+    assert "PSIS" in fast.attrs["reweighting"] and exact.attrs["reweighting"] == "none"
+    k = fast["pareto_k"]
+    assert (k.sel(scenario=REWEIGHTABLE) <= 0.7).all()
+    # tried and refused: refitted exactly, its k-hat kept
+    assert float(k.sel(scenario="outcome=orr")) > 0.7
+    ess = fast["importance_ess"]
+    assert (ess.sel(scenario=REWEIGHTABLE) > 100).all()
+    assert np.isnan(ess.sel(scenario="model=no_pooling"))
+    # other parameters (and the baseline itself): not tried
+    assert np.isnan(k.sel(scenario=["baseline", "model=no_pooling"])).all()
+    assert (exact["reweighted"] == 0).all() and np.isnan(exact["pareto_k"]).all()
+    assert (fast["status"] == "ok").all(), fast["reason"].values
+
+
+def test_refused_and_untried_scenarios_are_the_exact_fits(both):
+    fast, exact = both
+    for name in ["baseline", "outcome=orr", "model=no_pooling"]:
+        np.testing.assert_array_equal(
+            fast["p_cr_new_site"].sel(scenario=name), exact["p_cr_new_site"].sel(scenario=name)
+        )
+
+
+def test_every_reweighted_scenario_agrees_with_its_exact_refit(both):
+    """Within Monte Carlo error: each side's standard error is sd / sqrt(ESS), with
+    the exact fit's smallest bulk ESS and, for the reweighted one, the importance
+    ESS scaled by the baseline's draws' efficiency."""
+    fast, exact = both
+    base_efficiency = float(fast["min_ess_bulk"].sel(scenario="baseline")) / (
+        RUN["draws"] * RUN["chains"]
+    )
+    for name in REWEIGHTABLE:
+        rw = fast.sel(scenario=name)
+        ex = exact.sel(scenario=name)
+        ess_rw = float(rw["importance_ess"]) * min(1.0, base_efficiency)
+        ess_ex = float(ex["min_ess_bulk"])
+        for var in ["p_cr_new_site", "p_cr_typical_site"]:
+            mean_rw = rw[var].sel(stat="mean")
+            mean_ex = ex[var].sel(stat="mean")
+            sd = np.maximum(rw[var].sel(stat="sd"), ex[var].sel(stat="sd"))
+            se = sd * np.sqrt(1 / ess_rw + 1 / ess_ex)
+            gap = np.abs(mean_rw - mean_ex)
+            assert (gap <= 4 * se).all(), (name, var, (gap / se).max().item())
+        # and the answer moved where the data say: not just the baseline again
+        if name == "leave_out_site=Centre F":
+            assert not np.allclose(
+                rw["p_cr_new_site"].sel(stat="mean"),
+                fast["p_cr_new_site"].sel(scenario="baseline", stat="mean"),
+                atol=1e-4,
+            )
+
+
+def test_k_hat_max_is_checked(example):
+    grid = Grid.one_at_a_time({"site_sd": [0.5, 1.0]}, name="g", **RUN)
+    with pytest.raises(GridError, match="k_hat_max"):
+        run_sensitivity(example, grid, reweight=True, k_hat_max=1.5)
+
+
+def test_a_stricter_k_hat_sends_scenarios_to_an_exact_refit(example, both):
+    """Leaving centre F out moves the posterior enough for k-hat near 0.3: under a
+    0.05 bound it is refitted, and its result is then the exact fit's."""
+    fast, exact = both
+    name = "leave_out_site=Centre F"
+    assert float(fast["pareto_k"].sel(scenario=name)) > 0.1
+    grid = Grid.one_at_a_time({"leave_out_site": ["none", "Centre F"]}, name="reweight", **RUN)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        strict = run_sensitivity(example, grid, reweight=True, k_hat_max=0.05)
+    assert int(strict["reweighted"].sum()) == 0
+    assert float(strict["pareto_k"].sel(scenario=name)) > 0.05
+    np.testing.assert_array_equal(
+        strict["p_cr_new_site"].sel(scenario=name), exact["p_cr_new_site"].sel(scenario=name)
+    )

@@ -149,6 +149,9 @@ def bench_sensitivity(seed: int, quick: bool = False) -> dict:
     ours_fast["reweighted_scenarios"] = [
         str(name) for name in fast["scenario"].values[fast["reweighted"].values == 1]
     ]
+    ours_fast["pareto_k"] = dict(
+        zip(map(str, fast["scenario"].values), map(float, fast["pareto_k"].values), strict=True)
+    )
     # how far the reweighted answers are from the exact ones, in posterior SDs
     rw = fast["reweighted"].values == 1
     gap = abs(

@@ -14,6 +14,7 @@ import xarray as xr
 from conftest import run_cli, write_csv
 
 import scleromx_bayes as sxb
+from scleromx_bayes.borrowing import example_evidence_path
 from scleromx_bayes.diagnostics import diagnose
 from scleromx_bayes.errors import SettingsError
 from scleromx_bayes.sensitivity import Grid, StoreError, StoreWarning
@@ -68,7 +69,12 @@ def test_no_written_file_carries_a_patient_identifier(identified, tmp_path):
     assert res.returncode == 0, res.stderr
     res = cli("validate", path)
     assert res.returncode == 0 and not any(pid in res.stdout for pid in ids)
-    assert _assert_no_identifier(tmp_path, ids) >= 8
+    evidence = example_evidence_path()
+    res = cli(
+        "borrow", evidence, "--regimen", "DNS rescue", "--data", path, "--out", tmp_path / "b"
+    )
+    assert res.returncode == 0, res.stderr
+    assert _assert_no_identifier(tmp_path, ids) >= 10
 
 
 # -- silent nonsense -------------------------------------------------------------------

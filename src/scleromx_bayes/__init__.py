@@ -8,10 +8,20 @@
 
 The data flow, one module (or package) a step: ``cohort`` → ``spec`` → ``model`` →
 ``fit`` → ``summary`` → ``io``; ``checks``, ``validation`` and ``sensitivity`` work
-on fits; ``plots`` draws; ``cli`` is a shell over this public API. See
-ARCHITECTURE.md.
+on fits; ``borrowing`` turns published series into priors; ``plots`` draws;
+``cli`` is a shell over this public API. See ARCHITECTURE.md.
 """
 
+from .borrowing import (
+    BetaMixture,
+    Evidence,
+    EvidenceError,
+    MAPPrior,
+    NormalMixture,
+    map_prior,
+    prior_data_conflict,
+    read_evidence,
+)
 from .checks import (
     compare,
     loo,
@@ -51,7 +61,7 @@ from .io import (
     write_posterior,
 )
 from .model import build_model
-from .plots import forest_plot, predictive_plot, sensitivity_forest
+from .plots import borrowing_plot, forest_plot, predictive_plot, sensitivity_forest
 from .provenance import DataProvenance
 from .sensitivity import (
     Grid,
@@ -71,6 +81,15 @@ from .validation import sbc
 __version__ = "0.1.0"
 
 __all__ = [
+    "borrowing_plot",
+    "BetaMixture",
+    "Evidence",
+    "EvidenceError",
+    "MAPPrior",
+    "NormalMixture",
+    "map_prior",
+    "prior_data_conflict",
+    "read_evidence",
     "CellTable",
     "Cohort",
     "CohortError",

@@ -560,6 +560,138 @@ def compare_command(
         say(f"wrote {out_dir / 'comparison.csv'}")
 
 
+def _aliases(pairs: list[str] | None) -> dict[str, str]:
+    out = {}
+    for pair in pairs or []:
+        name, sep, target = pair.partition("=")
+        if not sep or not name.strip() or not target.strip():
+            raise BadInput(f"--alias needs LITERATURE_NAME=COHORT_REGIMEN, not {pair!r}")
+        out[name.strip()] = target.strip()
+    return out
+
+
+def print_map_prior(prior, robust, conflict, console: Console = out) -> None:
+    """The studies, the MAP prior (summary, mixture, accuracy, ESS), and conflict."""
+    console.print(_title(f"MAP prior for {prior.regimen}", prior.synthetic))
+    studies = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for col in ("study", "n", "CR"):
+        studies.add_column(Text(col), justify="left" if col == "study" else "right")
+    for row in prior.studies.itertuples(index=False):
+        studies.add_row(Text(str(row.label)), Text(str(row.n)), Text(str(row.n_cr)))
+    console.print(studies)
+    tau = prior.tau
+    say(
+        f"between-study SD (log-odds): {tau['mean']:.2f} [{tau['q2.5']:.2f}, "
+        f"{tau['q97.5']:.2f}]; HalfNormal({prior.settings['tau_prior_halfnormal_scale']:g}) prior",
+        console=console,
+    )
+    t = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for col in ("prior", "mean", "median", "95% interval", "ESS elir", "moment", "morris"):
+        t.add_column(Text(col), justify="left" if col == "prior" else "right")
+    for label, mix in (("MAP", prior.mixture), ("robust MAP", robust)):
+        summ = mix.summary()
+        t.add_row(
+            Text(label),
+            Text(f"{summ['mean']:.2f}"),
+            Text(f"{summ['median']:.2f}"),
+            Text(f"[{summ['q2.5']:.2f}, {summ['q97.5']:.2f}]"),
+            *(Text(f"{mix.ess(m):.1f}") for m in ("elir", "moment", "morris")),
+        )
+    console.print(t)
+    mix = prior.mixture
+    parts = ", ".join(
+        f"{w:.2f} x N({m:+.2f}, {sd:.2f})"
+        for w, m, sd in zip(mix.weights, mix.means, mix.sds, strict=True)
+    )
+    gap = float((prior.accuracy["mixture"] - prior.accuracy["draws"]).abs().max())
+    say(
+        f"mixture on the log-odds ({mix.components} components by AIC): {parts}; largest "
+        f"quantile gap to the MAP draws {gap:.3f} (CR probability)",
+        console=console,
+    )
+    if not prior.diagnostics.ok:
+        say("SAMPLING PROBLEMS: " + "; ".join(prior.diagnostics.problems), console=console)
+    if conflict is not None:
+        say(conflict.message, console=console)
+
+
+@app.command()
+def borrow(
+    evidence: Annotated[Path, typer.Argument(help="Table of published series (.csv, .xlsx).")],
+    regimen: Annotated[str, typer.Option(help="The regimen to build the prior for.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")],
+    data: Annotated[
+        Path | None,
+        typer.Option(help="The cohort (episodes or counts): conflict against its count."),
+    ] = None,
+    alias: Annotated[
+        list[str] | None,
+        typer.Option(help="LITERATURE_NAME=COHORT_REGIMEN; repeat for several."),
+    ] = None,
+    tau_prior: Annotated[
+        float, typer.Option(min=0.0, help="HalfNormal scale of the between-study SD.")
+    ] = 1.0,
+    robust_weight: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Weight of the robust component.")
+    ] = 0.2,
+    robust_mean: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="CR probability the robust part centres on.")
+    ] = 0.5,
+    seed: SeedOpt = 1,
+) -> None:
+    """Build a MAP prior for one regimen from published series: its summary, mixture,
+    effective sample size, robust version, and (with --data) prior-data conflict."""
+    sxb.check_writable(out_dir)
+    cohort = _load(data, Kind.auto, None, None, None) if data is not None else None
+    ev = sxb.read_evidence(
+        evidence,
+        regimens=cohort.regimens if cohort is not None else None,
+        regimen_aliases=_aliases(alias),
+    )
+    if regimen not in ev.regimens:
+        raise BadInput(
+            f"--regimen {regimen!r}: no study of it in {evidence.name} "
+            f"(regimens there: {', '.join(ev.regimens)})"
+        )
+    prior = sxb.map_prior(ev, regimen, tau_prior=tau_prior, seed=seed)
+    robust = prior.robustify(robust_weight, robust_mean) if 0 < robust_weight < 1 else prior.mixture
+    conflict, count = None, None
+    if cohort is not None:
+        cells = cohort.cells()
+        mine = cells.frame["regimen"].to_numpy() == regimen
+        count = (int(cells.y[mine].sum()), int(cells.n[mine].sum()))
+        if count[1] == 0:
+            raise BadInput(f"the cohort has no evaluable episode of {regimen!r}")
+        weighted = robust is not prior.mixture
+        conflict = sxb.prior_data_conflict(
+            robust, *count, robust_component=-1 if weighted else None
+        )
+    print_map_prior(prior, robust, conflict)
+    synthetic = prior.synthetic or bool(cohort is not None and cohort.synthetic)
+    ds = prior.to_dataset()
+    for m in ("elir", "moment", "morris"):
+        ds.attrs[f"robust_ess_{m}"] = robust.ess(m)
+    ds.attrs["robust_weight"] = robust_weight
+    ds.attrs["robust_mean"] = robust_mean
+    if conflict is not None:
+        ds.attrs["cohort_cr"], ds.attrs["cohort_n"] = count
+        ds.attrs["conflict_tail_probability"] = conflict.tail_probability
+        ds.attrs["robust_weight_posterior"] = conflict.robust_weight_posterior
+        ds.attrs["conflict"] = conflict.message
+    with sxb.output_folder(out_dir) as stage:
+        sxb.write_dataset(ds, stage / "map_prior.nc")
+        sxb.borrowing_plot(
+            prior.mixture,
+            stage / "borrowing.png",
+            robust=robust,
+            cohort=count,
+            title=f"{regimen}: borrowed prior and cohort",
+            synthetic=synthetic,
+        )
+        names = sorted(p.name for p in stage.iterdir())
+    say("wrote " + ", ".join(str(out_dir / name) for name in names))
+
+
 @app.command()
 def validate(
     data: Annotated[Path, typer.Argument(help="Episode or counts table.")],

@@ -27,6 +27,7 @@ import pandas as pd
 import pymc as pm
 import xarray as xr
 
+from .borrowing import Borrowing, PreparedBorrowing
 from .cohort import CellTable, Cohort, CohortError, OutcomeDefinition, Problem
 from .diagnostics import ConvergenceCriteria, Diagnostics, diagnose
 from .errors import SettingsError
@@ -41,6 +42,7 @@ from .model import (
     stored_names,
 )
 from .model import names as v
+from .model.external import ExternalEvidence
 from .provenance import DataProvenance
 from .spec import ModelSpec, load_spec
 from .summary import summarise
@@ -159,22 +161,24 @@ def clear_compiled_cache() -> None:
         _cache.clear()
 
 
-def compiled_for(cells: CellTable, spec: ModelSpec) -> tuple[tuple[object, list[str]], bool]:
+def compiled_for(
+    cells: CellTable, spec: ModelSpec, external: ExternalEvidence | None = None
+) -> tuple[tuple[object, list[str]], bool]:
     """The nutpie compiled model of the shared graph for these cells and spec with
     the names of its scalars, and whether it was compiled now. Other structures,
     priors and cohorts of the same :class:`model.SharedGraph` reuse it with their
     own data."""
     global _compilations
-    key = shared_graph(cells, spec)
+    key = shared_graph(cells, spec, external)
     with _cache_lock:
         if key in _cache:
             return _cache[key], False
-        model = build_model(cells, spec, shared=True)
+        model = build_model(cells, spec, shared=True, external=external)
         # nutpie's initial-point function keeps the pm.Data values the model had when
         # compiled (with_data does not reach it). Compiling every graph with the same
         # canonical switch and prior values makes a fit depend on its own data and
         # seed only, not on which scenario happened to compile the model first.
-        names = list(scalar_values(cells, spec, shared=True))
+        names = list(scalar_values(cells, spec, shared=True, external=external))
         with model:
             pm.set_data({v.MODEL_SCALARS: np.array([canonical_value(n) for n in names])})
         with exact_float_math():
@@ -184,12 +188,13 @@ def compiled_for(cells: CellTable, spec: ModelSpec) -> tuple[tuple[object, list[
         return _cache[key], True
 
 
-def _for_cells(compiled, names: list[str], cells: CellTable, spec: ModelSpec, shift: np.ndarray):
+def _for_cells(compiled, names, cells: CellTable, spec: ModelSpec, shift, external=None):
     """The compiled model with these cells' data, switches, priors and labels."""
-    if list(scalar_values(cells, spec, shared=True)) != names:
+    if list(scalar_values(cells, spec, shared=True, external=external)) != names:
         # the same SharedGraph always has the same scalars; a mismatch is a bug
         raise RuntimeError("scalar data out of step with the compiled model")
-    compiled = compiled.with_data(**data_values(cells, spec, shift, shared=True))
+    values = data_values(cells, spec, shift, shared=True, external=external)
+    compiled = compiled.with_data(**values)
     labels = {
         "regimen": cells.regimens,
         "site": cells.sites,
@@ -199,6 +204,9 @@ def _for_cells(compiled, names: list[str], cells: CellTable, spec: ModelSpec, sh
         "covariate": cells.covariates,
         "cell": np.arange(len(cells.frame)),
     }
+    if external is not None:
+        labels["borrowed_regimen"] = external.regimens
+        labels["own_regimen"] = [r for r in cells.regimens if r not in external.regimens]
     coords = dict(compiled.coords)
     coords.update({k: pd.Index(list(x)) for k, x in labels.items() if k in coords})
     return replace(compiled, _coords=coords)
@@ -224,6 +232,8 @@ class Fit:
     timing : FitTiming
     prior_shift : mapping of str to float
         Regimens whose prior log-odds were moved (a tipping-point analysis), and by how much.
+    borrowing : PreparedBorrowing, optional
+        What was borrowed from published series, and how.
     """
 
     posterior: xr.DataTree
@@ -235,6 +245,7 @@ class Fit:
     diagnostics: Diagnostics
     timing: FitTiming
     prior_shift: Mapping[str, float] = field(default_factory=dict)
+    borrowing: PreparedBorrowing | None = None
 
     @property
     def synthetic(self) -> bool:
@@ -276,12 +287,17 @@ def _shift_vector(cells: CellTable, shift: Mapping[str, float] | None) -> np.nda
 
 
 def _sample_nutpie(
-    cells: CellTable, spec: ModelSpec, settings: SamplerSettings, seed: int, shift: np.ndarray
+    cells: CellTable,
+    spec: ModelSpec,
+    settings: SamplerSettings,
+    seed: int,
+    shift: np.ndarray,
+    external: ExternalEvidence | None,
 ) -> tuple[xr.DataTree, FitTiming]:
     t0 = time.perf_counter()
-    (compiled, names), fresh = compiled_for(cells, spec)
+    (compiled, names), fresh = compiled_for(cells, spec, external)
     t1 = time.perf_counter()
-    compiled = _for_cells(compiled, names, cells, spec, shift)
+    compiled = _for_cells(compiled, names, cells, spec, shift, external)
     tree = nutpie.sample(
         compiled,
         draws=settings.draws,
@@ -297,10 +313,15 @@ def _sample_nutpie(
 
 
 def _sample_pymc(
-    cells: CellTable, spec: ModelSpec, settings: SamplerSettings, seed: int, shift: np.ndarray
+    cells: CellTable,
+    spec: ModelSpec,
+    settings: SamplerSettings,
+    seed: int,
+    shift: np.ndarray,
+    external: ExternalEvidence | None,
 ) -> tuple[xr.DataTree, FitTiming]:
     t0 = time.perf_counter()
-    model = build_model(cells, spec)
+    model = build_model(cells, spec, external=external)
     with model, exact_float_math():
         pm.set_data({v.REGIMEN_PRIOR_SHIFT: shift})
         tree = pm.sample(
@@ -319,11 +340,11 @@ def _sample_pymc(
     return tree, FitTiming(True, float("nan"), time.perf_counter() - t0)
 
 
-def _tidy(tree: xr.DataTree, cells: CellTable, spec: ModelSpec) -> xr.DataTree:
+def _tidy(tree: xr.DataTree, cells: CellTable, spec: ModelSpec, external) -> xr.DataTree:
     """Keep the spec's own model's variables (a shared graph samples switched-off
     terms from their priors too); add the counts as groups; drop what only the
     sampler needs (warm-up, text columns)."""
-    own = set(stored_names(build_model(cells, spec)))
+    own = set(stored_names(build_model(cells, spec, external=external)))
     posterior = tree["posterior"].to_dataset()
     extra = [name for name in posterior.data_vars if name not in own]
     if extra:
@@ -349,11 +370,13 @@ def fit_cells(
     criteria: ConvergenceCriteria | None = None,
     regimen_prior_shift: Mapping[str, float] | None = None,
     warn: bool = True,
+    borrowing: Borrowing | PreparedBorrowing | None = None,
 ) -> Fit:
     """Fit ``spec`` to an already aggregated :class:`CellTable` (see :func:`fit`).
 
     ``regimen_prior_shift`` moves named regimens' prior log-odds (e.g. ``{"DNS rescue":
     -1.0}`` centres that regimen's prior one log-odds unit below the others).
+    ``borrowing`` borrows from published series (see :class:`Borrowing`).
 
     Examples
     --------
@@ -369,9 +392,12 @@ def fit_cells(
         raise CohortError([Problem(data.source, "no evaluable episodes: every cell has n = 0")])
     shift = _shift_vector(cells, regimen_prior_shift)
     effective_structure(spec, cells)  # a spec that does not fit the cells fails here
+    if isinstance(borrowing, Borrowing):
+        borrowing = borrowing.prepare(cells)
+    external = borrowing.external if borrowing is not None else None
     sample = _sample_nutpie if settings.sampler == "nutpie" else _sample_pymc
-    tree, timing = sample(cells, spec, settings, seed, shift)
-    tree = _tidy(tree, cells, spec)
+    tree, timing = sample(cells, spec, settings, seed, shift, external)
+    tree = _tidy(tree, cells, spec, external)
     diagnostics = diagnose(tree, criteria)
     if warn and not diagnostics.ok:
         warnings.warn(
@@ -391,6 +417,7 @@ def fit_cells(
         diagnostics=diagnostics,
         timing=timing,
         prior_shift={r: float(x) for r, x in zip(cells.regimens, shift, strict=True) if x},
+        borrowing=borrowing,
     )
 
 
@@ -429,6 +456,7 @@ def fit(
     rhat_max: float = 1.01,
     ess_min: float = 400,
     target_accept: float | None = None,
+    borrowing: Borrowing | None = None,
 ) -> Fit:
     """Fit a model of CR probability to a cohort.
 
@@ -455,6 +483,9 @@ def fit(
         NUTS step-size adaptation target. Default: the spec's ``[sampler]`` value if it
         has one (EXNEX does), else 0.9. Raise it (0.95, 0.99) when a fit reports
         divergent transitions.
+    borrowing : Borrowing, optional
+        Borrow from published series (MAP, robust MAP, power prior or the joint
+        model); needs a spec with ``regimen_pooling = "none"``.
 
     Returns
     -------
@@ -499,4 +530,5 @@ def fit(
         seed=seed,
         data=DataProvenance.of(cohort),
         criteria=criteria,
+        borrowing=borrowing,
     )

@@ -10,13 +10,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
+from scipy import stats
 
 from .io import atomic_path
 from .provenance import SYNTHETIC_NOTE
 
-__all__ = ["forest_plot", "new_figure", "predictive_plot", "save_figure", "sensitivity_forest"]
+__all__ = [
+    "borrowing_plot",
+    "forest_plot",
+    "new_figure",
+    "predictive_plot",
+    "save_figure",
+    "sensitivity_forest",
+]
 
 
 def new_figure(rows: int, columns: int, figsize: tuple[float, float], **kwargs):
@@ -169,3 +178,41 @@ def predictive_plot(check: xr.Dataset, path: str | Path) -> Path:
         f"{check.attrs['interval']:.0%} predictive interval (bar)"
     )
     return save_figure(fig, path, title, synthetic=bool(check.attrs.get("synthetic")), dpi=100)
+
+
+def borrowing_plot(
+    prior,
+    path: str | Path,
+    *,
+    robust=None,
+    cohort: tuple[int, int] | None = None,
+    title: str = "",
+    synthetic: bool = False,
+) -> Path:
+    """The borrowed prior (and its robust version) against the cohort's likelihood,
+    as densities of the CR probability.
+
+    ``prior`` and ``robust`` are mixtures (``NormalMixture`` or ``BetaMixture``);
+    ``cohort`` is (CRs, patients). The likelihood is scaled to a density (a
+    Beta(y + 1, n - y + 1)) so the three curves share an axis.
+    """
+    p = np.linspace(0.001, 0.999, 999)
+    logit = np.log(p / (1 - p))
+    fig, axes = new_figure(1, 1, (6.4, 3.8))
+    ax = axes[0][0]
+
+    def density(mixture) -> np.ndarray:  # of the probability, from the log-odds
+        return np.exp(mixture.log_density(logit)) / (p * (1 - p))
+
+    ax.plot(p, density(prior), color="C0", label="borrowed (MAP) prior")
+    if robust is not None:
+        ax.plot(p, density(robust), color="C0", linestyle="--", label="robust MAP prior")
+    if cohort is not None:
+        y, n = cohort
+        lik = stats.beta.pdf(p, y + 1, n - y + 1)
+        ax.plot(p, lik, color="C3", label=f"cohort likelihood ({y}/{n} CR)")
+    ax.set_xlabel("CR probability")
+    ax.set_ylabel("density")
+    ax.set_xlim(0, 1)
+    ax.legend(frameon=False, fontsize=8)
+    return save_figure(fig, path, title or "Borrowed prior", synthetic=synthetic, dpi=150)

@@ -315,5 +315,58 @@ def summarise(
         **fit.diagnostics.to_attrs(),
         **provenance_attrs(fit.synthetic),
     }
+    borrowing = getattr(fit, "borrowing", None)
+    if borrowing is not None:
+        _add_borrowing(ds, attrs, borrowing, fit.posterior["posterior"], fit.prior_shift)
     ds.attrs = attrs
     return ds
+
+
+def _add_borrowing(ds, attrs, borrowing, posterior, shift) -> None:
+    """Per regimen: the borrowed prior's ESS (three methods), the robust component's
+    posterior weight, and in attrs the method, mixtures and studies used."""
+    regimens = list(ds["regimen"].values)
+    methods = ("elir", "moment", "morris")
+    ess = np.full((len(regimens), len(methods)), np.nan)
+    weight = np.full(len(regimens), np.nan)
+    for r, mix in borrowing.mixtures.items():
+        i = regimens.index(r)
+        ess[i] = [mix.ess(m) for m in methods]
+        if borrowing.settings.method == "robust_map":
+            draws = posterior[v.REGIMEN_LOGIT].sel(regimen=r).values.ravel() - shift.get(r, 0.0)
+            weight[i] = borrowing.robust_weight_posterior(r, draws)
+    ds["prior_ess"] = xr.DataArray(
+        ess,
+        dims=("regimen", "ess_method"),
+        coords={"regimen": regimens, "ess_method": list(methods)},
+    )
+    ds["prior_ess"].attrs["description"] = (
+        "effective sample size (patients) of each borrowed regimen's prior: expected "
+        "local information ratio, moment matching, Morita-Thall-Muller"
+    )
+    ds["robust_weight_posterior"] = ("regimen", weight)
+    ds["robust_weight_posterior"].attrs["description"] = (
+        "posterior probability that the regimen's log-odds comes from the robust "
+        "(weakly informative) component of its robust MAP prior"
+    )
+    settings = borrowing.settings
+    attrs.update(
+        borrowing_method=settings.label(),
+        borrowed_regimens=json.dumps(list(borrowing.external.regimens)),
+        borrowing_studies=json.dumps(borrowing.citations),
+        borrowing_mixtures=json.dumps({r: m.to_dict() for r, m in borrowing.mixtures.items()}),
+        borrowing_settings=json.dumps(
+            {
+                "tau_prior_halfnormal_scale": settings.tau_prior,
+                "intercept_prior": list(settings.intercept_prior),
+                "robust_weight": settings.robust_weight,
+                "robust_mean": settings.robust_mean,
+                "a0": settings.a0,
+                "seed": settings.seed,
+            }
+        ),
+        evidence_source=borrowing.settings.evidence.source,
+        evidence_synthetic=int(borrowing.settings.evidence.synthetic),
+    )
+    if borrowing.settings.evidence.synthetic:  # synthetic evidence makes the result so
+        attrs.update(provenance_attrs(True))

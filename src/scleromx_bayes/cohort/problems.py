@@ -40,10 +40,13 @@ class Problem:
 class CohortError(InputError):
     """The input table cannot be used; ``problems`` lists every reason found."""
 
+    # what the message says the problems are in
+    what = "the cohort data"
+
     def __init__(self, problems: Sequence[Problem]):
         self.problems = list(problems)
         shown = "\n".join(f"  - {p}" for p in self.problems[:SHOWN])
         more = len(self.problems) - SHOWN
         tail = f"\n  ... and {more} more" if more > 0 else ""
         n = len(self.problems)
-        super().__init__(f"{n} problem{'s' if n > 1 else ''} in the cohort data:\n{shown}{tail}")
+        super().__init__(f"{n} problem{'s' if n > 1 else ''} in {self.what}:\n{shown}{tail}")

@@ -34,8 +34,9 @@ import pytensor
 import pytensor.tensor as pt
 
 from ..cohort import CellTable
-from ..spec import ModelSpec, Prior
+from ..spec import ModelSpec, Prior, SpecError
 from . import names as v
+from .external import ExternalEvidence
 from .priors import data_name, hyperparameter_values, prior_variable
 from .shared import SharedGraph, graph_prior, shared_graph, shared_values, switch_name
 from .structure import Structure, effective_structure
@@ -67,12 +68,23 @@ def exact_float_math() -> Iterator[None]:
         yield
 
 
-def scalar_values(cells: CellTable, spec: ModelSpec, *, shared: bool = False) -> dict[str, float]:
+def scalar_values(
+    cells: CellTable,
+    spec: ModelSpec,
+    *,
+    shared: bool = False,
+    external: ExternalEvidence | None = None,
+) -> dict[str, float]:
     """Every scalar datum of the model, by name, in the order of ``model_scalars``."""
     eff = effective_structure(spec, cells)
-    out = dict(shared_values(cells, spec) if shared else hyperparameter_values(spec, cells))
+    if shared:
+        out = dict(shared_values(cells, spec, external))
+    else:
+        out = dict(hyperparameter_values(spec, cells))
     if eff.ordinal:
         out[v.OUTCOME_IS_ORR] = cells.outcome.response == "orr"
+    if external is not None:
+        out.update(external.scalars())
     return {name: float(x) for name, x in out.items()}
 
 
@@ -104,6 +116,8 @@ class _Parts:
     eff: Structure
     graph: SharedGraph | None  # None: the spec's own model
     scalars: _Scalars
+    external: ExternalEvidence | None = None
+    regimens: tuple[str, ...] = ()
 
     def prior(self, rv_name: str, prior_name: str, **kwargs) -> pt.TensorVariable:
         """A prior variable: the spec's own, or in a shared graph a stand-in for a
@@ -177,7 +191,71 @@ def _switched_regimen_logit(parts: _Parts, shift) -> pt.TensorVariable:
     return pm.Deterministic(v.REGIMEN_LOGIT, centre + shift + scale * z, dims="regimen")
 
 
+def _borrowed_regimen_logit(parts: _Parts, shift, n_regimens: int) -> pt.TensorVariable:
+    """Regimens without external evidence keep their own (no-pooling) prior; the
+    borrowed ones get theirs from the literature (see ``model.external``)."""
+    ext = parts.external
+    borrowed = np.array([parts.regimens.index(r) for r in ext.regimens], dtype=np.int64)
+    own = np.setdiff1d(np.arange(n_regimens), borrowed)
+    prior = parts.spec.prior("intercept")
+    params = parts.scalars.prior("intercept", prior)
+    t_prior = prior.dist == "StudentT"
+    logit = pt.zeros(n_regimens)
+    if ext.method == "power" or own.size:
+        dims = "regimen" if ext.method == "power" else "own_regimen"
+        nu = parts.scalars(data_name("intercept", "nu")) if t_prior else None
+        z = (
+            pm.StudentT(v.REGIMEN_Z, nu=nu, mu=0.0, sigma=1.0, dims=dims)
+            if t_prior
+            else pm.Normal(v.REGIMEN_Z, 0.0, 1.0, dims=dims)
+        )
+        own_logit = params["mu"] + params["sigma"] * z
+        logit = own_logit if ext.method == "power" else pt.set_subtensor(logit[own], own_logit)
+    if ext.method in ("map", "robust_map"):
+        b = pm.NormalMixture(
+            v.BORROWED_LOGIT,
+            w=pm.Data(v.MIXTURE_WEIGHT, ext.mixture_weight),
+            mu=pm.Data(v.MIXTURE_MEAN, ext.mixture_mean),
+            sigma=pm.Data(v.MIXTURE_SD, ext.mixture_sd),
+            dims="borrowed_regimen",
+        )
+        logit = pt.set_subtensor(logit[borrowed], b)
+    if ext.method in ("power", "joint"):
+        study = pm.Data(v.STUDY_REGIMEN, ext.study_regimen, dims="external_study")
+        n = pm.Data(v.STUDY_N, ext.study_n, dims="external_study")
+        cr = pm.Data(v.STUDY_CR, ext.study_cr, dims="external_study")
+    if ext.method == "power":
+        # the external likelihood, down-weighted by a0 (the binomial kernel: the
+        # coefficient is a constant)
+        eta = logit[borrowed][study]
+        kernel = cr * -pt.softplus(-eta) + (n - cr) * -pt.softplus(eta)
+        pm.Potential("power_prior", parts.scalars("borrowing__a0") * kernel.sum())
+    if ext.method == "joint":
+        mean = pm.Normal(
+            v.BORROWED_MEAN,
+            parts.scalars("borrowing__mean_mu"),
+            parts.scalars("borrowing__mean_sigma"),
+            dims="borrowed_regimen",
+        )
+        tau = pm.HalfNormal(
+            v.BORROWED_TAU, parts.scalars("borrowing__tau_sigma"), dims="borrowed_regimen"
+        )
+        e0 = pm.Normal(v.BORROWED_Z, 0.0, 1.0, dims="borrowed_regimen")
+        e = pm.Normal(v.EXTERNAL_Z, 0.0, 1.0, dims="external_study")
+        pm.Binomial(
+            v.EXTERNAL_RESPONDERS,
+            n=n,
+            logit_p=mean[study] + tau[study] * e,
+            observed=cr,
+            dims="external_study",
+        )
+        logit = pt.set_subtensor(logit[borrowed], mean + tau * e0)
+    return pm.Deterministic(v.REGIMEN_LOGIT, logit + shift, dims="regimen")
+
+
 def _regimen_logit(parts: _Parts, shift, n_regimens: int) -> pt.TensorVariable:
+    if parts.external is not None:
+        return _borrowed_regimen_logit(parts, shift, n_regimens)
     if parts.graph is not None and parts.graph.regimens == "switch":
         return _switched_regimen_logit(parts, shift)
     pooling = parts.eff.regimen_pooling
@@ -195,7 +273,13 @@ def _regimen_logit(parts: _Parts, shift, n_regimens: int) -> pt.TensorVariable:
     return pm.Deterministic(v.REGIMEN_LOGIT, intercept + shift, dims="regimen")
 
 
-def build_model(cells: CellTable, spec: ModelSpec, *, shared: bool = False) -> pm.Model:
+def build_model(
+    cells: CellTable,
+    spec: ModelSpec,
+    *,
+    shared: bool = False,
+    external: ExternalEvidence | None = None,
+) -> pm.Model:
     """Return the ``pymc.Model`` for ``cells`` under ``spec``.
 
     Parameters
@@ -209,6 +293,9 @@ def build_model(cells: CellTable, spec: ModelSpec, *, shared: bool = False) -> p
         wider graph a sampler compiles once for every structure and cohort of the
         same :class:`SharedGraph`, with term switches as data, set to this spec's
         values (see ``model.shared``).
+    external : ExternalEvidence, optional
+        Published series to borrow from (see ``model.external``); needs regimen
+        pooling "none" (the borrowed prior replaces the regimen's own).
 
     Examples
     --------
@@ -219,7 +306,8 @@ def build_model(cells: CellTable, spec: ModelSpec, *, shared: bool = False) -> p
     ['category', 'cell', 'regimen']
     """
     eff = effective_structure(spec, cells)
-    graph = shared_graph(cells, spec) if shared else None
+    _check_external(spec, eff, cells, external)
+    graph = shared_graph(cells, spec, external) if shared else None
     n_regimens, n_severities = len(cells.regimens), len(cells.severities)
     site_term = graph.site != "none" if graph else eff.site_effect
     severity_term = graph.severity != "none" if graph else eff.severity_effect
@@ -236,9 +324,15 @@ def build_model(cells: CellTable, spec: ModelSpec, *, shared: bool = False) -> p
         coords["patient"] = list(cells.patients)
     if eff.covariates:
         coords["covariate"] = list(eff.covariates)
+    if external is not None:
+        coords["borrowed_regimen"] = list(external.regimens)
+        coords["own_regimen"] = [r for r in cells.regimens if r not in external.regimens]
+        if external.study_n.size:
+            coords["external_study"] = np.arange(external.study_n.size)
 
     with pm.Model(coords=coords) as model:
-        parts = _Parts(spec, eff, graph, _Scalars(scalar_values(cells, spec, shared=shared)))
+        scalars = _Scalars(scalar_values(cells, spec, shared=shared, external=external))
+        parts = _Parts(spec, eff, graph, scalars, external, tuple(cells.regimens))
         # the cohort is data: one compiled model serves every cohort of the same size
         index = pm.Data(v.CELL_INDEX, _cell_index(cells, eff.patient_effect))
         n = pm.Data(v.N_EVALUABLE, cells.n, dims="cell")
@@ -320,6 +414,19 @@ def build_model(cells: CellTable, spec: ModelSpec, *, shared: bool = False) -> p
     return model
 
 
+def _check_external(spec, eff, cells: CellTable, external) -> None:
+    if external is None:
+        return
+    if spec.regimen_pooling != "none":
+        raise SpecError(
+            "borrowing from published series replaces a regimen's own prior: use a spec "
+            f'with regimen_pooling = "none" (this one has {spec.regimen_pooling!r})'
+        )
+    unknown = [r for r in external.regimens if r not in cells.regimens]
+    if unknown or not external.regimens:
+        raise SpecError(f"borrowed regimens {unknown or '(none)'} are not regimens of the cells")
+
+
 def _covariate_values(cells: CellTable) -> np.ndarray:
     return cells.frame[list(cells.covariates)].to_numpy(dtype=np.float64)
 
@@ -339,13 +446,18 @@ def ordinal_counts(cells: CellTable) -> np.ndarray:
 
 
 def data_values(
-    cells: CellTable, spec: ModelSpec, shift: np.ndarray | None = None, *, shared: bool = False
+    cells: CellTable,
+    spec: ModelSpec,
+    shift: np.ndarray | None = None,
+    *,
+    shared: bool = False,
+    external: ExternalEvidence | None = None,
 ) -> Mapping[str, np.ndarray]:
     """Every ``pm.Data`` value of the model for these cells and spec: what a compiled
     model of the same shape (``shared=True``: the same :class:`SharedGraph`) needs
     to fit other counts, cohorts, priors or structures."""
     eff = effective_structure(spec, cells)
-    scalars = scalar_values(cells, spec, shared=shared)
+    scalars = scalar_values(cells, spec, shared=shared, external=external)
     out = {
         v.MODEL_SCALARS: np.array(list(scalars.values()), dtype=np.float64),
         v.CELL_INDEX: _cell_index(cells, eff.patient_effect),
@@ -358,4 +470,12 @@ def data_values(
         out[v.RESPONSE_COUNTS] = ordinal_counts(cells)
     else:
         out[v.N_RESPONDERS] = cells.y
+    if external is not None and external.method in ("map", "robust_map"):
+        out[v.MIXTURE_WEIGHT] = external.mixture_weight
+        out[v.MIXTURE_MEAN] = external.mixture_mean
+        out[v.MIXTURE_SD] = external.mixture_sd
+    if external is not None and external.method in ("power", "joint"):
+        out[v.STUDY_REGIMEN] = external.study_regimen
+        out[v.STUDY_N] = external.study_n
+        out[v.STUDY_CR] = external.study_cr
     return out

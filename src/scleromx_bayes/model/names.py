@@ -27,6 +27,13 @@ PATIENT_SD = "patient_sd"
 PATIENT_Z = "patient_z"
 PATIENT_EFFECT = "patient_effect"
 COVARIATE_EFFECT = "covariate_effect"
+# borrowing from published series (model.external)
+BORROWED_LOGIT = "borrowed_logit"  # map / robust_map: the borrowed regimens' log-odds
+BORROWED_MEAN = "borrowed_mean"  # joint: mean log-odds across studies of a regimen
+BORROWED_TAU = "borrowed_tau"  # joint: between-study SD of a regimen
+BORROWED_Z = "borrowed_z"  # joint: the cohort's standardised study effect
+EXTERNAL_Z = "external_z"  # joint: each external study's standardised effect
+EXTERNAL_RESPONDERS = "external_responders"  # joint: the external studies' CR counts
 # per cell and response category: the log-probability the likelihood uses. Not
 # stored while sampling; computed from the graph for LOO and predictive checks.
 CATEGORY_LOG_PROB = "category_log_prob"
@@ -42,6 +49,12 @@ N_RESPONDERS = "n_responders"
 RESPONSE_COUNTS = "response_counts"
 OUTCOME_IS_ORR = "outcome_is_orr"  # a scalar of MODEL_SCALARS
 REGIMEN_PRIOR_SHIFT = "regimen_prior_shift"
+MIXTURE_WEIGHT = "mixture_weight"  # (borrowed regimen, component) of a MAP prior
+MIXTURE_MEAN = "mixture_mean"
+MIXTURE_SD = "mixture_sd"
+STUDY_REGIMEN = "study_regimen"  # per external study: index of its borrowed regimen
+STUDY_N = "study_n"
+STUDY_CR = "study_cr"
 
 # -- observed -----------------------------------------------------------------
 RESPONDERS = "responders"  # binary models: binomial count of responders per cell
@@ -61,6 +74,7 @@ CONVERGENCE_CHECKED = (
     PATIENT_SD,
     COVARIATE_EFFECT,
     CUTPOINT_GAP,
+    BORROWED_TAU,
 )
 # between-group standard deviations of log-odds, reported in the summary
 SCALE_PARAMETERS = (REGIMEN_SD, SITE_SD, INTERACTION_SD, PATIENT_SD)

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..cohort import CellTable
 from ..spec import ModelSpec, Prior
+from .external import ExternalEvidence
 from .priors import data_name, stand_in
 from .structure import Structure, effective_structure
 
@@ -59,6 +60,7 @@ class SharedGraph:
     ordinal: bool
     priors: tuple[tuple[str, str], ...]
     sizes: tuple[int, int, int, int]  # regimens, sites, severities, patients
+    external: tuple = ()  # borrowing: method, borrowed regimens, array shapes
 
 
 def graph_prior(spec: ModelSpec, eff: Structure, name: str) -> Prior:
@@ -77,7 +79,9 @@ def graph_prior(spec: ModelSpec, eff: Structure, name: str) -> Prior:
     return spec.prior(name) if name in eff.priors else stand_in(name)
 
 
-def shared_graph(cells: CellTable, spec: ModelSpec) -> SharedGraph:
+def shared_graph(
+    cells: CellTable, spec: ModelSpec, external: ExternalEvidence | None = None
+) -> SharedGraph:
     """The shared graph ``spec`` is sampled with on ``cells``.
 
     Examples
@@ -89,7 +93,9 @@ def shared_graph(cells: CellTable, spec: ModelSpec) -> SharedGraph:
     True
     """
     eff = effective_structure(spec, cells)
-    if eff.regimen_pooling == "exnex":
+    if external is not None:
+        regimens = "borrowed"  # the spec's own no-pooling prior, plus the literature's
+    elif eff.regimen_pooling == "exnex":
         regimens = "exnex"
     else:
         regimens = "centred" if eff.regimen_centred else "switch"
@@ -98,7 +104,7 @@ def shared_graph(cells: CellTable, spec: ModelSpec) -> SharedGraph:
     else:
         site = "centred" if eff.site_centred else "switch"
     severity = "none" if len(cells.severities) == 1 else "switch"
-    names = ["intercept", "regimen_sd"]
+    names = ["intercept"] if regimens == "borrowed" else ["intercept", "regimen_sd"]
     if regimens == "exnex":
         names += ["nonexchangeable", "exchangeability"]
     if site != "none":
@@ -126,13 +132,16 @@ def shared_graph(cells: CellTable, spec: ModelSpec) -> SharedGraph:
         ordinal=eff.ordinal,
         priors=priors,
         sizes=(len(cells.regimens), len(cells.sites), len(cells.severities), len(cells.patients)),
+        external=() if external is None else external.shape_key(tuple(cells.regimens)),
     )
 
 
-def shared_values(cells: CellTable, spec: ModelSpec) -> dict[str, np.ndarray]:
+def shared_values(
+    cells: CellTable, spec: ModelSpec, external: ExternalEvidence | None = None
+) -> dict[str, np.ndarray]:
     """The switch and prior data that make the shared graph ``spec``'s own model."""
     eff = effective_structure(spec, cells)
-    graph = shared_graph(cells, spec)
+    graph = shared_graph(cells, spec, external)
     out: dict[str, np.ndarray] = {}
     for name, _ in graph.priors:
         prior = graph_prior(spec, eff, name)

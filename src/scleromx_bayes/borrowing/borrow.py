@@ -1,0 +1,140 @@
+"""Borrowing settings, and what they turn into for one cohort's cells."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..cohort import CellTable, Problem
+from ..model.external import METHODS, ExternalEvidence
+from .evidence import Evidence, EvidenceError
+from .map_prior import MAPPrior, map_prior
+from .mixture import NormalMixture
+
+__all__ = ["Borrowing", "PreparedBorrowing"]
+
+
+@dataclass(frozen=True)
+class Borrowing:
+    """How to borrow from published series when fitting a cohort.
+
+    Parameters
+    ----------
+    evidence : Evidence
+        From :func:`read_evidence`, with the cohort's regimens.
+    method : {"map", "robust_map", "power", "joint"}
+        ``map``: each borrowed regimen's prior is its MAP prior (a normal mixture
+        on the log-odds). ``robust_map``: the same plus a weakly informative
+        component of weight ``robust_weight`` centred at ``robust_mean``.
+        ``power``: the external likelihood raised to ``a0`` is added (the regimen's
+        own prior stays). ``joint``: the external studies and the cohort form one
+        random-effects meta-analysis per borrowed regimen (what MAP approximates).
+    regimens : tuple of str, optional
+        Regimens to borrow for; default every cohort regimen the evidence has.
+    tau_prior, intercept_prior :
+        The between-study SD's HalfNormal scale and the mean log-odds' normal
+        prior (mean, sd) of the meta-analysis (``map``, ``robust_map``, ``joint``).
+    """
+
+    evidence: Evidence
+    method: str = "robust_map"
+    regimens: tuple[str, ...] | None = None
+    robust_weight: float = 0.2
+    robust_mean: float = 0.5
+    a0: float = 0.5
+    tau_prior: float = 1.0
+    intercept_prior: tuple[float, float] = (0.0, 2.0)
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, not {self.method!r}")
+        if not 0 < self.robust_weight < 1 or not 0 < self.robust_mean < 1:
+            raise ValueError("robust_weight and robust_mean must be in (0, 1)")
+        if not 0 <= self.a0 <= 1:
+            raise ValueError(f"a0 must be in [0, 1], not {self.a0}")
+
+    def label(self) -> str:
+        if self.method == "robust_map":
+            return f"robust_map({self.robust_weight:g})"
+        if self.method == "power":
+            return f"power({self.a0:g})"
+        return self.method
+
+    def prepare(self, cells: CellTable) -> PreparedBorrowing:
+        """MAP priors fitted (``map``, ``robust_map``) and arrays for the model."""
+        regimens = self.regimens or tuple(r for r in cells.regimens if r in self.evidence.regimens)
+        missing = [r for r in regimens if r not in self.evidence.regimens]
+        if missing or not regimens:
+            what = missing or "of the cohort"
+            raise EvidenceError(
+                [Problem(self.evidence.source, f"no study of regimen(s) {what}", column="regimen")]
+            )
+        priors: dict[str, MAPPrior] = {}
+        mixtures: dict[str, NormalMixture] = {}
+        if self.method in ("map", "robust_map"):
+            for r in regimens:
+                priors[r] = map_prior(
+                    self.evidence,
+                    r,
+                    tau_prior=self.tau_prior,
+                    intercept_prior=self.intercept_prior,
+                    seed=self.seed,
+                )
+                mix = priors[r].mixture
+                if self.method == "robust_map":
+                    mix = mix.robustify(self.robust_weight, self.robust_mean)
+                mixtures[r] = mix
+        width = max((m.components for m in mixtures.values()), default=1)
+
+        def padded(attr: str, fill: float) -> np.ndarray:
+            out = np.full((len(mixtures), width), fill)
+            for i, mix in enumerate(mixtures.values()):
+                values = getattr(mix, attr)
+                out[i, : values.size] = values
+            return out
+
+        rows = self.evidence.table[self.evidence.table["regimen"].isin(regimens)]
+        external = ExternalEvidence(
+            method=self.method,
+            regimens=tuple(regimens),
+            mixture_weight=padded("weights", 0.0),
+            mixture_mean=padded("means", 0.0),
+            mixture_sd=padded("sds", 1.0),
+            study_regimen=np.array([regimens.index(r) for r in rows["regimen"]], dtype=np.int64),
+            study_n=rows["n"].to_numpy(np.int64),
+            study_cr=rows["n_cr"].to_numpy(np.int64),
+            a0=self.a0,
+            mean_prior=self.intercept_prior,
+            tau_prior=self.tau_prior,
+        )
+        citations = {
+            r: [c or s for s, c in zip(g["study"], g.get("citation", g["study"]), strict=True)]
+            for r, g in rows.groupby("regimen", sort=False)
+        }
+        return PreparedBorrowing(self, external, priors, mixtures, citations)
+
+
+@dataclass(frozen=True)
+class PreparedBorrowing:
+    """A :class:`Borrowing` made concrete for one cohort's cells."""
+
+    settings: Borrowing
+    external: ExternalEvidence
+    priors: dict[str, MAPPrior] = field(default_factory=dict)
+    mixtures: dict[str, NormalMixture] = field(default_factory=dict)
+    citations: dict[str, list[str]] = field(default_factory=dict)
+
+    def robust_weight_posterior(self, regimen: str, logit_draws: np.ndarray) -> float:
+        """Posterior probability that ``regimen``'s log-odds comes from the robust
+        component: the component's share of the prior density, averaged over the
+        posterior draws."""
+        mix = self.mixtures[regimen]
+        parts = np.log(mix.weights) + _norm_logpdf(logit_draws[:, None], mix.means, mix.sds)
+        share = np.exp(parts[:, -1] - np.logaddexp.reduce(parts, axis=1))
+        return float(share.mean())
+
+
+def _norm_logpdf(x, mean, sd):
+    return -0.5 * ((x - mean) / sd) ** 2 - np.log(sd) - 0.5 * np.log(2 * np.pi)

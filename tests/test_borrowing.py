@@ -267,6 +267,14 @@ def test_borrow_command_prints_the_prior_and_writes_dataset_and_plot(tmp_path):
         assert bad.returncode == 2, (extra, bad.stderr)
         assert message in bad.stderr and "Traceback" not in bad.stderr
         assert not (tmp_path / "bad").exists()
+    # a model that borrows needs the evidence; the evidence needs such a model
+    for extra, message in [
+        (["--model", "robust_map"], "give --evidence FILE"),
+        (["--model", "base", "--evidence", example_evidence_path()], "[borrowing] table"),
+    ]:
+        bad = run_cli("fit", example_path(), "--out", tmp_path / "bad", *extra)
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+        assert not (tmp_path / "bad").exists()
 
 
 # -- borrowing inside the model ------------------------------------------------------
@@ -375,3 +383,51 @@ def test_robust_weight_rises_when_the_cohort_disagrees(example):
 def test_borrowing_needs_no_pooling(example):
     with pytest.raises(sxb.SpecError, match='regimen_pooling = "none"'):
         sxb.fit(example, "base", draws=20, tune=20, borrowing=_prepared(example, "map"))
+
+
+# -- borrowing as a sensitivity axis ------------------------------------------------
+
+
+def test_borrowing_is_a_sensitivity_axis(example):
+    from scleromx_bayes.sensitivity import Grid, GridError, run_sensitivity
+
+    run = {"draws": 500, "tune": 400, "chains": 2, "seed": 4, "ess_min": 100, "rhat_max": 1.05}
+    grid = Grid.one_at_a_time(
+        {"borrowing": ["none", "robust_map(0.3)", "power(0.5)"]}, name="borrow", **run
+    )
+    # two regimens' series (the meta-analyses other tests compiled): a quicker test
+    table = read_evidence(example_evidence_path()).table
+    ev = read_evidence(
+        table[table["regimen"].isin(["HDIVig", "DNS rescue"])], regimens=example.regimens
+    )
+    with pytest.raises(GridError, match="give the evidence table"):
+        run_sensitivity(example, grid)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        sens = run_sensitivity(example, grid, evidence=ev)
+    assert list(sens["borrowing"].values) == ["none", "robust_map(0.3)", "power(0.5)"]
+    assert (sens["status"] == "ok").all(), sens["reason"].values
+    ess = sens["prior_ess"].sel(ess_method="elir")
+    assert np.isfinite(ess.sel(scenario="borrowing=robust_map(0.3)", regimen="HDIVig"))
+    assert np.isnan(ess.sel(scenario="baseline")).all()
+    # a scenario is its standalone fit: the same spec, evidence and seed
+    spec = sxb.load_spec("base").with_overrides(
+        {
+            "structure.regimen_pooling": "none",
+            "borrowing.method": "robust_map",
+            "borrowing.robust_weight": 0.3,
+        }
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        alone = sxb.fit(
+            example, spec, evidence=ev, **{k: run[k] for k in ("draws", "tune", "chains", "seed")}
+        )
+    np.testing.assert_allclose(
+        alone.summary()["p_cr_new_site"].values,
+        sens["p_cr_new_site"].sel(scenario="borrowing=robust_map(0.3)").values,
+        rtol=1e-10,
+    )
+    for bad, message in [("power", "power needs its weight"), ("robust_map(2)", "in \\(0, 1\\)")]:
+        with pytest.raises(GridError, match=message):
+            Grid.one_at_a_time({"borrowing": ["none", bad]}, name="bad")

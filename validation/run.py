@@ -11,6 +11,12 @@
   9: 414 episodes; 100 cohorts), at the default sampler adaptation and at a stricter
   one (target_accept 0.95, 1000 warm-up).
 
+* SBC of the joint (meta-analytic-combined) borrowing model, 200 simulations on a
+  small design (2 regimens at 2 sites, 20 patients; 3 external studies of one
+  regimen, 30 patients), the external counts simulated with the cohort's.
+
+``./dev validation --only NAME`` reruns one run and updates its entry.
+
 Every simulated data set is synthetic.
 """
 
@@ -23,7 +29,11 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 import scleromx_bayes as sxb
+from scleromx_bayes.model.external import ExternalEvidence
 from scleromx_bayes.validation import (
     design_cells,
     rank_histograms,
@@ -44,8 +54,30 @@ SETTINGS = {
 }
 
 
+def joint_design():
+    """2 regimens at 2 sites (20 patients), one severity; 3 published series of R1."""
+    frame = pd.DataFrame(
+        {
+            "site": ["A", "A", "B", "B"],
+            "regimen": ["R1", "R2", "R1", "R2"],
+            "severity": "all",
+            "n": [6, 5, 4, 5],
+            "n_cr": 0,
+        }
+    )
+    external = ExternalEvidence(
+        "joint",
+        ("R1",),
+        study_regimen=np.zeros(3, dtype=np.int64),
+        study_n=np.array([10, 8, 12]),
+        study_cr=np.zeros(3, dtype=np.int64),  # simulated in each run
+    )
+    return design_cells(sxb.read_counts(frame).cells()), external
+
+
 def main(argv: list[str]) -> None:
     quick = "--quick" in argv  # a smoke run of the script itself, not a record
+    only = argv[argv.index("--only") + 1] if "--only" in argv else None
     n_sbc, n_cov = (20, 20) if quick else (200, 100)
     RESULTS.mkdir(parents=True, exist_ok=True)
     example = design_cells(sxb.load_example().cells())
@@ -58,7 +90,13 @@ def main(argv: list[str]) -> None:
         # recorded as it is, then with the stricter adaptation that cures it
         "coverage_base_300_patients_default": ("base", large, n_cov, 303, {}),
         "coverage_base_300_patients_strict": ("base", large, n_cov, 303, strict),
+        "sbc_joint_borrowing_small_design": ("no_pooling", *joint_design()[:1], n_sbc, 404, {}),
     }
+    externals = {"sbc_joint_borrowing_small_design": joint_design()[1]}
+    if only is not None:
+        if only not in runs:
+            raise SystemExit(f"--only: no run {only!r}; runs: {', '.join(runs)}")
+        runs = {only: runs[only]}
     record = {
         "command": "./dev validation",
         "recorded": time.strftime("%Y-%m-%d"),
@@ -72,13 +110,25 @@ def main(argv: list[str]) -> None:
         settings = {**SETTINGS, **extra}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            result = sbc(model, design, n_sims=n_sims, seed=seed, progress=True, **settings)
+            result = sbc(
+                model,
+                design,
+                n_sims=n_sims,
+                seed=seed,
+                progress=True,
+                external=externals.get(name),
+                **settings,
+            )
         record["runs"][name] = {**summary_table(result), "settings": settings}
         if not quick:
             rank_histograms(result, RESULTS / f"{name}.png")
             sxb.write_dataset(result.ranks, RESULTS / f"{name}.nc")
         print(json.dumps(record["runs"][name], indent=1), flush=True)
     out = RESULTS / ("validation_quick.json" if quick else "validation.json")
+    if only is not None and out.exists():  # one run redone: keep the others' record
+        kept = json.loads(out.read_text())
+        kept["runs"].update(record["runs"])
+        record = {**record, "runs": kept["runs"]}
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {out}")
 

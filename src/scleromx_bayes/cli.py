@@ -10,6 +10,7 @@ a short message, and the traceback with ``--debug``. Everything a user wrote
 from __future__ import annotations
 
 import concurrent.futures as cf
+import json
 import multiprocessing as mp
 import sys
 import traceback
@@ -125,6 +126,23 @@ def print_summary(ds, console: Console = out) -> None:
             ]
             table.add_row(*map(Text, cells))
     console.print(table)
+    if "borrowing_method" in ds.attrs:
+        borrowed = json.loads(ds.attrs["borrowed_regimens"])
+        ess = ds["prior_ess"].sel(ess_method="elir")
+        parts = [
+            f"{r} prior ESS {float(ess.sel(regimen=r)):.1f}" for r in borrowed if r in ess.regimen
+        ]
+        weight = ds["robust_weight_posterior"]
+        parts = [
+            p
+            + (
+                f", robust weight now {float(weight.sel(regimen=r)):.2f}"
+                if weight.notnull().sel(regimen=r)
+                else ""
+            )
+            for p, r in zip(parts, borrowed, strict=True)
+        ]
+        say(f"borrowed ({ds.attrs['borrowing_method']}): " + "; ".join(parts), console=console)
     if "exchangeability_weight" in ds:
         weights = ", ".join(
             f"{r} {float(w):.2f}" for r, w in ds["exchangeability_weight"].to_series().items()
@@ -280,6 +298,10 @@ def fit_command(
     sampler: Annotated[str, typer.Option(help="nutpie or pymc.")] = "nutpie",
     fmt: FormatOpt = "netcdf",
     target_accept: TargetAcceptOpt = None,
+    evidence: Annotated[
+        Path | None,
+        typer.Option(help="Published series to borrow from (a spec with [borrowing])."),
+    ] = None,
 ) -> None:
     """Fit a model to DATA and write summary, posterior and plots to --out."""
     if sampler not in ("nutpie", "pymc"):
@@ -288,6 +310,11 @@ def fit_command(
     sxb.check_writable(out_dir)
     spec = sxb.load_spec(model)
     cohort = _load(data, kind, sheet, encoding, severity_order)
+    if spec.borrowing and evidence is None:
+        raise BadInput(f"--model {model} borrows from published series: give --evidence FILE")
+    if evidence is not None and not spec.borrowing:
+        raise BadInput(f"--evidence needs a spec with a [borrowing] table; {model!r} has none")
+    studies = sxb.read_evidence(evidence, regimens=cohort.regimens) if evidence else None
     _run_fit(
         cohort,
         spec,
@@ -299,6 +326,7 @@ def fit_command(
             "chains": chains,
             "sampler": sampler,
             "target_accept": target_accept,
+            "evidence": studies,
         },
         seed=seed,
         fmt=fmt,
@@ -355,6 +383,10 @@ def sensitivity(
     decision: Annotated[
         float, typer.Option(min=0.5, max=1.0, help="Decision threshold on P(better).")
     ] = 0.9,
+    evidence: Annotated[
+        Path | None,
+        typer.Option(help="Published series, for a borrowing axis or a [borrowing] model."),
+    ] = None,
     reweight: Annotated[
         bool,
         typer.Option(
@@ -376,6 +408,7 @@ def sensitivity(
         draws=draws, tune=tune, chains=chains, seed=seed
     )
     cohort = _load(data, kind, sheet, encoding, severity_order)
+    studies = sxb.read_evidence(evidence, regimens=cohort.regimens) if evidence else None
     store = out_dir / "store"
     executor, closer = _executor(workers, scheduler)
     try:
@@ -387,6 +420,7 @@ def sensitivity(
             resume=resume,
             progress=True,
             reweight=reweight,
+            evidence=studies,
         )
     except KeyboardInterrupt:
         say(

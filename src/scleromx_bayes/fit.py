@@ -27,7 +27,7 @@ import pandas as pd
 import pymc as pm
 import xarray as xr
 
-from .borrowing import Borrowing, PreparedBorrowing
+from .borrowing import Borrowing, Evidence, PreparedBorrowing
 from .cohort import CellTable, Cohort, CohortError, OutcomeDefinition, Problem
 from .diagnostics import ConvergenceCriteria, Diagnostics, diagnose
 from .errors import SettingsError
@@ -44,7 +44,7 @@ from .model import (
 from .model import names as v
 from .model.external import ExternalEvidence
 from .provenance import DataProvenance
-from .spec import ModelSpec, load_spec
+from .spec import ModelSpec, SpecError, load_spec
 from .summary import summarise
 
 __all__ = [
@@ -392,6 +392,11 @@ def fit_cells(
         raise CohortError([Problem(data.source, "no evaluable episodes: every cell has n = 0")])
     shift = _shift_vector(cells, regimen_prior_shift)
     effective_structure(spec, cells)  # a spec that does not fit the cells fails here
+    if borrowing is not None and spec.regimen_pooling != "none":  # before any MAP fit
+        raise SpecError(
+            "borrowing from published series replaces a regimen's own prior: use a spec "
+            f'with regimen_pooling = "none" (this one has {spec.regimen_pooling!r})'
+        )
     if isinstance(borrowing, Borrowing):
         borrowing = borrowing.prepare(cells)
     external = borrowing.external if borrowing is not None else None
@@ -456,6 +461,7 @@ def fit(
     rhat_max: float = 1.01,
     ess_min: float = 400,
     target_accept: float | None = None,
+    evidence: Evidence | None = None,
     borrowing: Borrowing | None = None,
 ) -> Fit:
     """Fit a model of CR probability to a cohort.
@@ -483,9 +489,13 @@ def fit(
         NUTS step-size adaptation target. Default: the spec's ``[sampler]`` value if it
         has one (EXNEX does), else 0.9. Raise it (0.95, 0.99) when a fit reports
         divergent transitions.
+    evidence : Evidence, optional
+        Published series (:func:`read_evidence`) for a spec with a ``[borrowing]``
+        table, which says how to borrow from them.
     borrowing : Borrowing, optional
         Borrow from published series (MAP, robust MAP, power prior or the joint
-        model); needs a spec with ``regimen_pooling = "none"``.
+        model) as this object says, whatever the spec says; needs a spec with
+        ``regimen_pooling = "none"``.
 
     Returns
     -------
@@ -523,6 +533,13 @@ def fit(
     criteria = ConvergenceCriteria(rhat_max=rhat_max, ess_min=ess_min)
     seed = check_seed(seed)
     cells = cells_for(cohort, spec, outcome or OutcomeDefinition())
+    if borrowing is None and spec.borrowing:
+        if evidence is None:
+            raise SettingsError(
+                f"spec {spec.name!r} borrows from published series ({spec.borrowing['method']}): "
+                "give the evidence table, evidence=sxb.read_evidence(path, regimens=...)"
+            )
+        borrowing = Borrowing.from_spec(evidence, spec.borrowing)
     return fit_cells(
         cells,
         spec,

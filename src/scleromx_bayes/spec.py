@@ -214,10 +214,14 @@ class ModelSpec:
     # the NUTS adaptation target this model needs by default ([sampler] in TOML);
     # None: the package default. A caller's own target_accept always wins.
     target_accept: float | None = None
+    # [borrowing]: how to borrow from published series (see BORROWING_DEFAULTS);
+    # empty: no borrowing. The evidence table itself is data, given at fit time.
+    borrowing: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "priors", dict(self.priors))
         object.__setattr__(self, "covariates", tuple(self.covariates))
+        object.__setattr__(self, "borrowing", dict(self.borrowing))
 
     def __hash__(self) -> int:
         return hash(
@@ -226,6 +230,7 @@ class ModelSpec:
                 self.description,
                 self.structure_key(),
                 tuple(sorted((k, hash(p)) for k, p in self.priors.items())),
+                tuple(sorted((k, str(x)) for k, x in self.borrowing.items())),
             )
         )
 
@@ -292,6 +297,7 @@ class ModelSpec:
                 if self.target_accept is not None
                 else {}
             ),
+            **({"borrowing": dict(self.borrowing)} if self.borrowing else {}),
         }
 
     def to_toml(self) -> str:
@@ -318,11 +324,11 @@ class ModelSpec:
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "<dict>") -> ModelSpec:
         """Validate a plain dict (as TOML gives it) into a spec."""
         where = f"{source}: "
-        unknown = set(data) - {"name", "description", "structure", "priors", "sampler"}
+        unknown = set(data) - {"name", "description", "structure", "priors", "sampler", "borrowing"}
         if unknown:
             raise SpecError(
                 f"{where}unknown key(s) {sorted(unknown)}; allowed: name, "
-                "description, structure, priors, sampler"
+                "description, structure, priors, sampler, borrowing"
             )
         name = data.get("name")
         if not isinstance(name, str) or not name:
@@ -376,11 +382,18 @@ class ModelSpec:
             raise SpecError(f"{where}[priors] must be a table")
         priors = {name_: _parse_prior(name_, body, where) for name_, body in raw_priors.items()}
         target_accept = _parse_sampler(data.get("sampler", {}), where)
+        borrowing = _parse_borrowing(data.get("borrowing", {}), where)
+        if borrowing and structure["regimen_pooling"] != "none":
+            raise SpecError(
+                f"{where}[borrowing] replaces a regimen's own prior: it needs "
+                f'structure.regimen_pooling = "none", not {structure["regimen_pooling"]!r}'
+            )
         spec = cls(
             name=name,
             description=description,
             priors=priors,
             target_accept=target_accept,
+            borrowing=borrowing,
             **structure,
         )
         missing = [p for p in spec.required_priors() if p not in priors]
@@ -425,6 +438,63 @@ class ModelSpec:
             else:
                 _set_path(data, parts, value)
         return ModelSpec.from_dict(data, source=f"override of spec {self.name!r}")
+
+
+# [borrowing] keys and their defaults (method "none": no borrowing).
+BORROWING_DEFAULTS: dict[str, Any] = {
+    "method": "none",
+    "robust_weight": 0.2,
+    "robust_mean": 0.5,
+    "a0": 0.5,
+    "tau_prior": 1.0,
+    "intercept_prior_mean": 0.0,
+    "intercept_prior_sd": 2.0,
+}
+BORROWING_METHODS = ("none", "map", "robust_map", "power", "joint")
+
+
+def _parse_borrowing(body: Any, where: str) -> dict[str, Any]:
+    """A validated [borrowing] table; empty when there is none or its method is none."""
+    if not isinstance(body, Mapping):
+        raise SpecError(f"{where}[borrowing] must be a table")
+    unknown = set(body) - set(BORROWING_DEFAULTS) - {"regimens"}
+    if unknown:
+        raise SpecError(
+            f"{where}unknown key(s) in [borrowing]: {sorted(unknown)}; allowed: "
+            f"{sorted([*BORROWING_DEFAULTS, 'regimens'])}"
+        )
+    out = {**BORROWING_DEFAULTS, **body}
+    if out["method"] not in BORROWING_METHODS:
+        raise SpecError(
+            f"{where}borrowing.method must be one of {list(BORROWING_METHODS)}, "
+            f"not {out['method']!r}"
+        )
+    if out["method"] == "none":
+        return {}
+    bounds = {
+        "robust_weight": (0.0, 1.0, False),
+        "robust_mean": (0.0, 1.0, False),
+        "a0": (0.0, 1.0, True),
+        "tau_prior": (0.0, 100.0, False),
+        "intercept_prior_sd": (0.0, 100.0, False),
+        "intercept_prior_mean": (-30.0, 30.0, True),
+    }
+    for key, (low, high, closed) in bounds.items():
+        value = out[key]
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        inside = ok and (low <= value <= high if closed else low < value < high)
+        if not inside:
+            raise SpecError(
+                f"{where}borrowing.{key} must be a number in "
+                f"{'[' if closed else '('}{low:g}, {high:g}{']' if closed else ')'}, not {value!r}"
+            )
+        out[key] = float(value)
+    regimens = out.get("regimens")
+    if regimens is not None and (
+        not isinstance(regimens, list) or not all(isinstance(r, str) and r for r in regimens)
+    ):
+        raise SpecError(f"{where}borrowing.regimens must be a list of regimen names")
+    return out
 
 
 def _set_path(data: dict, parts: list[str], value: Any) -> None:

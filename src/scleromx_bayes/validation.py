@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pymc as pm
@@ -27,10 +27,12 @@ import xarray as xr
 from scipy import stats
 from scipy.special import expit
 
+from .borrowing import PreparedBorrowing
 from .cohort import CellTable
 from .fit import SamplerSettings, fit_cells
 from .model import build_model, effective_structure, exact_float_math
 from .model import names as v
+from .model.external import ExternalEvidence
 from .plots import new_figure, save_figure
 from .spec import ModelSpec, load_spec
 
@@ -86,6 +88,10 @@ def _parameter_draws(post: xr.Dataset, cells: CellTable) -> dict[str, np.ndarray
             out[name] = post[name].values.reshape(-1)
     for r in cells.regimens:
         out[f"{v.REGIMEN_LOGIT}[{r}]"] = post[v.REGIMEN_LOGIT].sel(regimen=r).values.reshape(-1)
+    for name in (v.BORROWED_MEAN, v.BORROWED_TAU):  # the joint model's meta-analyses
+        if name in post:
+            for r in post[name]["borrowed_regimen"].values:
+                out[f"{name}[{r}]"] = post[name].sel(borrowed_regimen=r).values.reshape(-1)
     if v.SEVERITY_EFFECT in post:
         for k in cells.severities[1:]:
             out[f"{v.SEVERITY_EFFECT}[{k}]"] = (
@@ -115,6 +121,7 @@ def sbc(
     fit_spec: ModelSpec | str | None = None,
     target_accept: float | None = None,
     progress: bool = False,
+    external: ExternalEvidence | None = None,
 ) -> SBCResult:
     """Simulation-based calibration of ``spec`` on a fixed ``design``.
 
@@ -140,6 +147,11 @@ def sbc(
         negative control, which a working check must flag as miscalibrated.
     target_accept : float, optional
         NUTS step-size adaptation target of every fit (default: as :func:`fit`).
+    external : ExternalEvidence, optional
+        Borrowing (``map``, ``robust_map`` or ``joint``; ``spec`` without pooling):
+        under ``joint`` the external studies' counts are simulated too, with the
+        cohort's, from the prior predictive. The power prior is not generative (its
+        weighted likelihood is not a sampling model) and is refused.
 
     Returns
     -------
@@ -167,12 +179,29 @@ def sbc(
     settings = SamplerSettings(
         draws=draws, tune=tune, chains=chains, target_accept=target_accept
     ).for_spec(fit_spec)
-    model = build_model(design, spec)
+    if external is not None and external.method == "power":
+        raise ValueError("the power prior is not a generative model: SBC does not apply")
+    model = build_model(design, spec, external=external)
     with exact_float_math(), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         prior = pm.sample_prior_predictive(draws=n_sims, model=model, random_seed=seed)
     truth_post = prior["prior"].to_dataset()
     simulated = prior["prior_predictive"][v.RESPONDERS].values.reshape(n_sims, -1)
+    borrowings = [None] * n_sims
+    if external is not None:
+        sim_external = None
+        if external.method == "joint":
+            sim_external = prior["prior_predictive"][v.EXTERNAL_RESPONDERS].values
+            sim_external = sim_external.reshape(n_sims, -1)
+        borrowings = [
+            PreparedBorrowing(
+                None,
+                external
+                if sim_external is None
+                else replace(external, study_cr=sim_external[i].astype(np.int64)),
+            )
+            for i in range(n_sims)
+        ]
     truths = _parameter_draws(truth_post, design)
     true_p = _typical_p(truth_post, design)  # (sim, regimen, severity)
 
@@ -187,7 +216,14 @@ def sbc(
     keep = np.linspace(0, draws * chains - 1, n_keep).round().astype(int)
     for i in range(n_sims):
         cells = design.with_counts(design.n, simulated[i])
-        fitted = fit_cells(cells, fit_spec, settings=settings, seed=seed + 1 + i, warn=False)
+        fitted = fit_cells(
+            cells,
+            fit_spec,
+            settings=settings,
+            seed=seed + 1 + i,
+            warn=False,
+            borrowing=borrowings[i],
+        )
         post = fitted.posterior["posterior"].to_dataset()
         for j, (name, values) in enumerate(_parameter_draws(post, design).items()):
             ranks[i, j] = int((values[keep] < truths[name][i]).sum())

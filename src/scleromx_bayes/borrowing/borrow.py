@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -54,6 +56,21 @@ class Borrowing:
             raise ValueError("robust_weight and robust_mean must be in (0, 1)")
         if not 0 <= self.a0 <= 1:
             raise ValueError(f"a0 must be in [0, 1], not {self.a0}")
+
+    @classmethod
+    def from_spec(cls, evidence: Evidence, settings: Mapping[str, Any]) -> Borrowing:
+        """From a spec's validated ``[borrowing]`` table (``spec.borrowing``)."""
+        regimens = settings.get("regimens")
+        return cls(
+            evidence,
+            method=settings["method"],
+            regimens=tuple(regimens) if regimens else None,
+            robust_weight=settings["robust_weight"],
+            robust_mean=settings["robust_mean"],
+            a0=settings["a0"],
+            tau_prior=settings["tau_prior"],
+            intercept_prior=(settings["intercept_prior_mean"], settings["intercept_prior_sd"]),
+        )
 
     def label(self) -> str:
         if self.method == "robust_map":
@@ -118,9 +135,10 @@ class Borrowing:
 
 @dataclass(frozen=True)
 class PreparedBorrowing:
-    """A :class:`Borrowing` made concrete for one cohort's cells."""
+    """A :class:`Borrowing` made concrete for one cohort's cells (``settings`` is
+    None for arrays made directly, as simulation-based calibration does)."""
 
-    settings: Borrowing
+    settings: Borrowing | None
     external: ExternalEvidence
     priors: dict[str, MAPPrior] = field(default_factory=dict)
     mixtures: dict[str, NormalMixture] = field(default_factory=dict)

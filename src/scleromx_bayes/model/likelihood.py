@@ -19,6 +19,7 @@ from ..cohort import CellTable
 from ..spec import ModelSpec
 from . import names as v
 from .build import build_model, data_values, exact_float_math
+from .external import ExternalEvidence
 
 __all__ = ["category_log_probs"]
 
@@ -28,6 +29,7 @@ def category_log_probs(
     cells: CellTable,
     spec: ModelSpec,
     shift: np.ndarray | None = None,
+    external: ExternalEvidence | None = None,
 ) -> xr.DataArray:
     """Log-probability of each response category per draw and cell.
 
@@ -39,6 +41,8 @@ def category_log_probs(
         The cells and spec the draws were fitted with.
     shift : array, optional
         The regimen prior shift the fit used (only moves priors; kept for the graph).
+    external : ExternalEvidence, optional
+        What the fit borrowed (its graph has the borrowed regimens' variables).
 
     Returns
     -------
@@ -46,9 +50,9 @@ def category_log_probs(
         dims ``(chain, draw, cell, category)``; categories are non-responder and
         responder (binary models) or NR, PR, CR (ordinal model).
     """
-    model = build_model(cells, spec)
+    model = build_model(cells, spec, external=external)
     with model:
-        pm.set_data(dict(data_values(cells, spec, shift)))
+        pm.set_data(dict(data_values(cells, spec, shift, external=external)))
     with exact_float_math(), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         out = pm.compute_deterministics(

@@ -17,6 +17,9 @@ axis                   values
 ``leave_out_site``     none, a site name, or ``"each"`` (every site in turn)
 ``drop_regimen``       none or a regimen name
 ``min_site_patients``  drop sites with fewer patients than this (0 keeps all)
+``borrowing``          none, map, robust_map, robust_map(w), power(a0), joint:
+                       borrow from published series (needs ``evidence=``; the
+                       regimens then have no pooling, see ``model.external``)
 =====================  ==========================================================
 
 Run settings (``seed``, ``draws``, ``tune``, ``chains``, ``rhat_max``,
@@ -27,6 +30,7 @@ anything is compiled.
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -46,6 +50,7 @@ __all__ = [
     "Grid",
     "GridError",
     "Scenario",
+    "borrowing_overrides",
     "grid_from_dict",
     "load_grid",
 ]
@@ -81,6 +86,7 @@ AXES: dict[str, str] = {
     "leave_out_site": "none, a site, or each",
     "drop_regimen": "none or a regimen",
     "min_site_patients": "whole number >= 0",
+    "borrowing": "none, map, robust_map(w), power(a0) or joint",
 }
 BASELINE_VALUES = {
     "regimen_prior": "baseline",
@@ -91,6 +97,7 @@ BASELINE_VALUES = {
     "leave_out_site": "none",
     "drop_regimen": "none",
     "min_site_patients": "0",
+    "borrowing": "none",
 }
 COMBINE = ("product", "one_at_a_time", "list")
 RUN_KEYS = ("seed", "draws", "tune", "chains", "rhat_max", "ess_min")
@@ -293,6 +300,39 @@ def _check_value(axis: str, value: str, presets: Mapping[str, Any]) -> None:
         raise bad("must be 'random' or 'none'")
     elif axis == "min_site_patients" and not (value.isdigit()):
         raise bad("must be a whole number >= 0")
+    elif axis == "borrowing":
+        try:
+            borrowing_overrides(value)
+        except ValueError as exc:
+            raise bad(str(exc)) from None
+
+
+_BORROWING = re.compile(r"(none|map|robust_map|power|joint)(?:\(([0-9.]+)\))?")
+
+
+def borrowing_overrides(value: str) -> dict[str, Any]:
+    """Spec overrides for a ``borrowing`` axis value: ``robust_map(0.3)`` is a robust
+    MAP prior with weight 0.3 on its vague component, ``power(0.5)`` a power prior
+    with a0 = 0.5; borrowing needs regimens without pooling."""
+    match = _BORROWING.fullmatch(value)
+    if match is None:
+        raise ValueError("must be none, map, robust_map, robust_map(w), power(a0) or joint")
+    method, number = match.groups()
+    if method == "none":
+        return {"borrowing.method": "none"}
+    out: dict[str, Any] = {"structure.regimen_pooling": "none", "borrowing.method": method}
+    if number is not None:
+        if method not in ("robust_map", "power"):
+            raise ValueError(f"{method} takes no number")
+        x = float(number)
+        if method == "robust_map" and not 0 < x < 1:
+            raise ValueError("the robust weight must be in (0, 1)")
+        if method == "power" and not 0 <= x <= 1:
+            raise ValueError("a0 must be in [0, 1]")
+        out["borrowing.robust_weight" if method == "robust_map" else "borrowing.a0"] = x
+    elif method == "power":
+        raise ValueError("power needs its weight: power(a0), e.g. power(0.5)")
+    return out
 
 
 def grids_dir() -> Path:

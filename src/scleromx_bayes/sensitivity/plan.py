@@ -18,11 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from ..borrowing import Evidence
 from ..cohort import CellTable, Cohort, OutcomeDefinition
 from ..fit import cells_for
 from ..model import effective_structure
 from ..spec import ModelSpec, load_spec
-from .grid import BASELINE_VALUES, RUN_KEYS, Grid, GridError, Scenario
+from .grid import BASELINE_VALUES, RUN_KEYS, Grid, GridError, Scenario, borrowing_overrides
 
 __all__ = ["ScenarioInputs", "resolve"]
 
@@ -40,6 +41,7 @@ class ScenarioInputs:
     outcome: OutcomeDefinition
     excluded_sites: tuple[str, ...]
     excluded_regimens: tuple[str, ...]
+    evidence: Evidence | None = None  # published series, when the spec borrows
 
     @property
     def contrast_note(self) -> str:
@@ -55,6 +57,7 @@ class ScenarioInputs:
             "outcome": self.outcome.label,
             "excluded_sites": self.excluded_sites,
             "excluded_regimens": self.excluded_regimens,
+            "evidence": _evidence_digest(self.evidence),
             "fingerprint": fingerprint,
             "run": {k: getattr(grid, k) for k in RUN_KEYS},
             "package": PACKAGE_VERSION,
@@ -64,11 +67,22 @@ class ScenarioInputs:
         return digest.hexdigest()[:16]
 
 
-def resolve(cohort: Cohort, grid: Grid, scenario: Scenario) -> ScenarioInputs:
-    """Turn a scenario into the cells, spec and outcome it fits."""
+def _evidence_digest(evidence: Evidence | None) -> str | None:
+    if evidence is None:
+        return None
+    return hashlib.sha256(evidence.table.to_csv(index=False).encode()).hexdigest()[:16]
+
+
+def resolve(
+    cohort: Cohort, grid: Grid, scenario: Scenario, evidence: Evidence | None = None
+) -> ScenarioInputs:
+    """Turn a scenario into the cells, spec and outcome it fits (and the evidence,
+    when it borrows from published series)."""
     get = lambda axis: scenario.get(axis, BASELINE_VALUES.get(axis))  # noqa: E731
     spec = load_spec(get("model") or grid.model)
     overrides: dict[str, Any] = dict(grid.presets[get("regimen_prior")])
+    if get("borrowing") != "none":
+        overrides.update(borrowing_overrides(get("borrowing")))
     if scenario.get("site_sd") is not None:
         overrides["priors.site_sd"] = {"dist": "HalfNormal", "sigma": float(get("site_sd"))}
     if get("severity_adjustment") == "unadjusted":
@@ -99,8 +113,20 @@ def resolve(cohort: Cohort, grid: Grid, scenario: Scenario) -> ScenarioInputs:
         cells.frame["site"].isin(excluded_sites) | cells.frame["regimen"].isin(excluded_regimens)
     )
     cells = cells.with_counts(np.where(keep, cells.n, 0), np.where(keep, cells.y, 0))
+    if spec.borrowing and evidence is None:
+        raise GridError(
+            f"scenario {scenario.name!r} borrows from published series "
+            f"({spec.borrowing['method']}): give the evidence table, "
+            "run_sensitivity(..., evidence=sxb.read_evidence(path, regimens=cohort.regimens))"
+        )
     return ScenarioInputs(
-        scenario, cells, spec, outcome, tuple(excluded_sites), tuple(excluded_regimens)
+        scenario,
+        cells,
+        spec,
+        outcome,
+        tuple(excluded_sites),
+        tuple(excluded_regimens),
+        evidence if spec.borrowing else None,
     )
 
 

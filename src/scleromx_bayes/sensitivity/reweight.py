@@ -68,6 +68,8 @@ class LogDensity:
 
     def why_not(self, inputs: ScenarioInputs) -> str:
         """Why the baseline's draws cannot answer ``inputs`` ("" when they can)."""
+        if inputs.spec.borrowing:
+            return "borrows from published series"
         other = build_model(inputs.cells, inputs.spec)
         if _signature(other) != self.signature:
             return "other parameters than the baseline (model structure or prior family)"

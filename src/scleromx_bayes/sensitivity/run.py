@@ -13,6 +13,7 @@ import numpy as np
 import xarray as xr
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from ..borrowing import Borrowing, Evidence
 from ..cohort import Cohort
 from ..fit import Fit, fit_cells
 from ..provenance import DataProvenance, provenance_attrs
@@ -48,6 +49,9 @@ def _result(fitted: Fit, inputs: ScenarioInputs, summary_args: dict, t0: float, 
 
 
 def _fit(inputs: ScenarioInputs, grid: Grid, data: DataProvenance) -> Fit:
+    borrowing = None
+    if inputs.spec.borrowing:
+        borrowing = Borrowing.from_spec(inputs.evidence, inputs.spec.borrowing)
     return fit_cells(
         inputs.cells,
         inputs.spec,
@@ -56,6 +60,7 @@ def _fit(inputs: ScenarioInputs, grid: Grid, data: DataProvenance) -> Fit:
         data=data,
         criteria=grid.criteria(),
         warn=False,
+        borrowing=borrowing,
     )
 
 
@@ -84,6 +89,7 @@ def run_sensitivity(
     reference: str | None = None,
     reweight: bool = False,
     k_hat_max: float = K_HAT_MAX,
+    evidence: Evidence | None = None,
 ) -> xr.Dataset:
     """Run every scenario of ``grid`` and collect them along a ``scenario`` dimension.
 
@@ -112,6 +118,9 @@ def run_sensitivity(
         ``sensitivity.reweight``). The first scenario (the baseline) is always fitted.
     k_hat_max : float
         The k-hat above which a reweighted scenario is refitted (default 0.7).
+    evidence : Evidence, optional
+        Published series, for scenarios that borrow (the ``borrowing`` axis, or a
+        model with a ``[borrowing]`` table).
 
     Returns
     -------
@@ -133,7 +142,8 @@ def run_sensitivity(
     if isinstance(grid, str):
         grid = load_grid(grid)
     scenarios = grid.expand(cohort)
-    inputs = [resolve(cohort, grid, s) for s in scenarios]  # bad values fail before any fit
+    # bad values fail before any fit
+    inputs = [resolve(cohort, grid, s, evidence) for s in scenarios]
     ref = choose_reference(cohort.regimens, reference)
     summary_args = {"hdi_prob": hdi_prob, "thresholds": tuple(thresholds), "reference": ref}
     if not 0 < k_hat_max <= 1:
@@ -180,7 +190,8 @@ def _reweight_from_baseline(plan: _Plan, todo: list[int], finish) -> dict[int, t
         return {}
     if 0 in todo:
         finish(0, _result(base, base_inputs, plan.summary_args, t0))
-    if not base.diagnostics.ok:  # unreliable draws are no basis for reweighting
+    if not base.diagnostics.ok or base.borrowing is not None:
+        # unreliable draws are no basis for reweighting; nor (not yet) a borrowing one
         return {}
     density = LogDensity(base)
     base_log_density = density.at_draws()

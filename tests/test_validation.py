@@ -82,27 +82,9 @@ def test_sbc_of_the_joint_borrowing_model_on_a_small_design():
     together from its prior predictive, refitted; ranks of the cohort's regimen
     log-odds and of the meta-analysis' mean and between-study SD are uniform and the
     95% intervals cover. (200 simulations are recorded in validation/README.md.)"""
-    import pandas as pd
+    from scleromx_bayes.validation import small_borrowing_design
 
-    from scleromx_bayes.model.external import ExternalEvidence
-
-    frame = pd.DataFrame(
-        {
-            "site": ["A", "A", "B", "B"],
-            "regimen": ["R1", "R2", "R1", "R2"],
-            "severity": "all",
-            "n": [6, 5, 4, 5],
-            "n_cr": 0,
-        }
-    )
-    design = design_cells(sxb.read_counts(frame).cells())
-    external = ExternalEvidence(
-        "joint",
-        ("R1",),
-        study_regimen=np.zeros(3, dtype=np.int64),
-        study_n=np.array([10, 8, 12]),
-        study_cr=np.zeros(3, dtype=np.int64),
-    )
+    design, external = small_borrowing_design()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = sbc(

@@ -29,16 +29,13 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
 import scleromx_bayes as sxb
-from scleromx_bayes.model.external import ExternalEvidence
 from scleromx_bayes.validation import (
     design_cells,
     rank_histograms,
     sbc,
     scaled_design,
+    small_borrowing_design,
     summary_table,
 )
 
@@ -54,27 +51,6 @@ SETTINGS = {
 }
 
 
-def joint_design():
-    """2 regimens at 2 sites (20 patients), one severity; 3 published series of R1."""
-    frame = pd.DataFrame(
-        {
-            "site": ["A", "A", "B", "B"],
-            "regimen": ["R1", "R2", "R1", "R2"],
-            "severity": "all",
-            "n": [6, 5, 4, 5],
-            "n_cr": 0,
-        }
-    )
-    external = ExternalEvidence(
-        "joint",
-        ("R1",),
-        study_regimen=np.zeros(3, dtype=np.int64),
-        study_n=np.array([10, 8, 12]),
-        study_cr=np.zeros(3, dtype=np.int64),  # simulated in each run
-    )
-    return design_cells(sxb.read_counts(frame).cells()), external
-
-
 def main(argv: list[str]) -> None:
     quick = "--quick" in argv  # a smoke run of the script itself, not a record
     only = argv[argv.index("--only") + 1] if "--only" in argv else None
@@ -83,6 +59,7 @@ def main(argv: list[str]) -> None:
     example = design_cells(sxb.load_example().cells())
     large = scaled_design(example, 9)
     strict = {"tune": 1000, "target_accept": 0.95}
+    joint_design, joint_external = small_borrowing_design()
     runs = {
         "sbc_base_33_patients": ("base", example, n_sbc, 101, {}),
         "sbc_no_pooling_33_patients": ("no_pooling", example, n_sbc, 202, {}),
@@ -90,9 +67,9 @@ def main(argv: list[str]) -> None:
         # recorded as it is, then with the stricter adaptation that cures it
         "coverage_base_300_patients_default": ("base", large, n_cov, 303, {}),
         "coverage_base_300_patients_strict": ("base", large, n_cov, 303, strict),
-        "sbc_joint_borrowing_small_design": ("no_pooling", *joint_design()[:1], n_sbc, 404, {}),
+        "sbc_joint_borrowing_small_design": ("no_pooling", joint_design, n_sbc, 404, {}),
     }
-    externals = {"sbc_joint_borrowing_small_design": joint_design()[1]}
+    externals = {"sbc_joint_borrowing_small_design": joint_external}
     if only is not None:
         if only not in runs:
             raise SystemExit(f"--only: no run {only!r}; runs: {', '.join(runs)}")

@@ -22,13 +22,14 @@ import warnings
 from dataclasses import dataclass, replace
 
 import numpy as np
+import pandas as pd
 import pymc as pm
 import xarray as xr
 from scipy import stats
 from scipy.special import expit
 
 from .borrowing import PreparedBorrowing
-from .cohort import CellTable
+from .cohort import CellTable, read_counts
 from .fit import SamplerSettings, fit_cells
 from .model import build_model, effective_structure, exact_float_math
 from .model import names as v
@@ -78,6 +79,29 @@ def scaled_design(cells: CellTable, factor: int) -> CellTable:
     """The same cells with every ``n`` multiplied by ``factor`` (a larger cohort of the
     same shape: e.g. 9 times the 33-patient example is about 300 patients)."""
     return cells.with_counts(cells.n * int(factor), np.zeros_like(cells.y))
+
+
+def small_borrowing_design() -> tuple[CellTable, ExternalEvidence]:
+    """A small design for checking the joint borrowing model: 2 regimens at 2 sites
+    (20 patients, one severity) and 3 published series of R1 (30 patients); every
+    count is to be simulated (the responders here are 0)."""
+    frame = pd.DataFrame(
+        {
+            "site": ["A", "A", "B", "B"],
+            "regimen": ["R1", "R2", "R1", "R2"],
+            "severity": "all",
+            "n": [6, 5, 4, 5],
+            "n_cr": 0,
+        }
+    )
+    external = ExternalEvidence(
+        "joint",
+        ("R1",),
+        study_regimen=np.zeros(3, dtype=np.int64),
+        study_n=np.array([10, 8, 12]),
+        study_cr=np.zeros(3, dtype=np.int64),
+    )
+    return design_cells(read_counts(frame).cells()), external
 
 
 def _parameter_draws(post: xr.Dataset, cells: CellTable) -> dict[str, np.ndarray]:

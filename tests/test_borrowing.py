@@ -431,3 +431,44 @@ def test_borrowing_is_a_sensitivity_axis(example):
     for bad, message in [("power", "power needs its weight"), ("robust_map(2)", "in \\(0, 1\\)")]:
         with pytest.raises(GridError, match=message):
             Grid.one_at_a_time({"borrowing": ["none", bad]}, name="bad")
+
+
+def test_a_published_mixture_prior_from_the_spec(example):
+    """A MAP prior published with its components goes in a spec as it is; the model
+    treats it as a MAP mixture: the borrowed regimen's prior log density is the
+    mixture's, exactly."""
+    from scleromx_bayes.borrowing import Borrowing
+    from scleromx_bayes.model import build_model
+
+    toml = sxb.load_spec("no_pooling").to_toml() + (
+        '\n[borrowing]\nmethod = "mixture"\n'
+        '[borrowing.mixture."DNS rescue"]\nweights = [0.7, 0.3]\nmeans = [1.0, 0.2]\n'
+        "sds = [0.4, 1.2]\n"
+    )
+    spec = sxb.ModelSpec.from_toml(toml)
+    assert sxb.ModelSpec.from_toml(spec.to_toml()) == spec
+    cells = example.cells()
+    prepared = Borrowing.from_spec(None, spec.borrowing).prepare(cells)
+    model = build_model(cells, spec, external=prepared.external)
+    logp = model.compile_logp(vars=[model["borrowed_logit"]], jacobian=False, mode="FAST_COMPILE")
+    mix = NormalMixture([0.7, 0.3], [1.0, 0.2], [0.4, 1.2])
+    for x in (-1.0, 0.3, 1.7):
+        assert float(logp({**model.initial_point(), "borrowed_logit": np.array([x])})) == (
+            pytest.approx(float(mix.logpdf(x)), rel=1e-12)
+        )
+    for bad, message in [
+        ("weights = [0.7, 0.4]", "sum to 1"),
+        ("sds = [0.4, -1.2]", "sds must be > 0"),
+        ("means = [1.0]", "one value per component"),
+    ]:
+        key = bad.split(" = ")[0]
+        broken = toml.replace(
+            {
+                "weights": "weights = [0.7, 0.3]",
+                "sds": "sds = [0.4, 1.2]",
+                "means": "means = [1.0, 0.2]",
+            }[key],
+            bad,
+        )
+        with pytest.raises(sxb.SpecError, match=message):
+            sxb.ModelSpec.from_toml(broken)

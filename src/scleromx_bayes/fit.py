@@ -534,7 +534,7 @@ def fit(
     seed = check_seed(seed)
     cells = cells_for(cohort, spec, outcome or OutcomeDefinition())
     if borrowing is None and spec.borrowing:
-        if evidence is None:
+        if evidence is None and spec.borrowing["method"] != "mixture":
             raise SettingsError(
                 f"spec {spec.name!r} borrows from published series ({spec.borrowing['method']}): "
                 "give the evidence table, evidence=sxb.read_evidence(path, regimens=...)"

@@ -450,18 +450,18 @@ BORROWING_DEFAULTS: dict[str, Any] = {
     "intercept_prior_mean": 0.0,
     "intercept_prior_sd": 2.0,
 }
-BORROWING_METHODS = ("none", "map", "robust_map", "power", "joint")
+BORROWING_METHODS = ("none", "map", "robust_map", "power", "joint", "mixture")
 
 
 def _parse_borrowing(body: Any, where: str) -> dict[str, Any]:
     """A validated [borrowing] table; empty when there is none or its method is none."""
     if not isinstance(body, Mapping):
         raise SpecError(f"{where}[borrowing] must be a table")
-    unknown = set(body) - set(BORROWING_DEFAULTS) - {"regimens"}
+    unknown = set(body) - set(BORROWING_DEFAULTS) - {"regimens", "mixture"}
     if unknown:
         raise SpecError(
             f"{where}unknown key(s) in [borrowing]: {sorted(unknown)}; allowed: "
-            f"{sorted([*BORROWING_DEFAULTS, 'regimens'])}"
+            f"{sorted([*BORROWING_DEFAULTS, 'regimens', 'mixture'])}"
         )
     out = {**BORROWING_DEFAULTS, **body}
     if out["method"] not in BORROWING_METHODS:
@@ -489,11 +489,49 @@ def _parse_borrowing(body: Any, where: str) -> dict[str, Any]:
                 f"{'[' if closed else '('}{low:g}, {high:g}{']' if closed else ')'}, not {value!r}"
             )
         out[key] = float(value)
+    if (out["method"] == "mixture") != ("mixture" in out):
+        raise SpecError(
+            f'{where}borrowing.method = "mixture" goes with a [borrowing.mixture.<regimen>] '
+            "table per regimen (weights, means, sds of normal components on the log-odds), "
+            "and only with it"
+        )
+    if "mixture" in out:
+        out["mixture"] = _parse_mixtures(out["mixture"], where)
     regimens = out.get("regimens")
     if regimens is not None and (
         not isinstance(regimens, list) or not all(isinstance(r, str) and r for r in regimens)
     ):
         raise SpecError(f"{where}borrowing.regimens must be a list of regimen names")
+    return out
+
+
+def _parse_mixtures(body: Any, where: str) -> dict[str, dict[str, list[float]]]:
+    """[borrowing.mixture.<regimen>] tables: a fixed normal-mixture prior on each
+    regimen's log-odds (e.g. a MAP prior published with its components)."""
+    if not isinstance(body, Mapping) or not body:
+        raise SpecError(f"{where}[borrowing.mixture] must hold one table per regimen")
+    out = {}
+    for regimen, table in body.items():
+        at = f"{where}borrowing.mixture.{regimen}"
+        if not isinstance(table, Mapping) or set(table) != {"weights", "means", "sds"}:
+            raise SpecError(f"{at} must be a table with exactly weights, means and sds")
+        lists = {}
+        for key in ("weights", "means", "sds"):
+            values = table[key]
+            if not isinstance(values, list) or not values:
+                raise SpecError(f"{at}.{key} must be a non-empty list of numbers")
+            if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in values):
+                raise SpecError(f"{at}.{key} must be a list of numbers")
+            if not all(math.isfinite(x) for x in values):
+                raise SpecError(f"{at}.{key} must be finite")
+            lists[key] = [float(x) for x in values]
+        if len({len(x) for x in lists.values()}) != 1:
+            raise SpecError(f"{at}: weights, means and sds need one value per component")
+        if any(w < 0 for w in lists["weights"]) or abs(sum(lists["weights"]) - 1) > 1e-6:
+            raise SpecError(f"{at}.weights must be >= 0 and sum to 1")
+        if any(sd <= 0 for sd in lists["sds"]):
+            raise SpecError(f"{at}.sds must be > 0")
+        out[str(regimen)] = lists
     return out
 
 

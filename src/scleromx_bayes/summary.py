@@ -365,8 +365,9 @@ def _add_borrowing(ds, attrs, borrowing, posterior, shift) -> None:
                 "seed": settings.seed,
             }
         ),
-        evidence_source=borrowing.settings.evidence.source,
-        evidence_synthetic=int(borrowing.settings.evidence.synthetic),
     )
-    if borrowing.settings.evidence.synthetic:  # synthetic evidence makes the result so
-        attrs.update(provenance_attrs(True))
+    evidence = settings.evidence
+    if evidence is not None:
+        attrs.update(evidence_source=evidence.source, evidence_synthetic=int(evidence.synthetic))
+        if evidence.synthetic:  # synthetic evidence makes the result so
+            attrs.update(provenance_attrs(True))

@@ -113,7 +113,7 @@ def resolve(
         cells.frame["site"].isin(excluded_sites) | cells.frame["regimen"].isin(excluded_regimens)
     )
     cells = cells.with_counts(np.where(keep, cells.n, 0), np.where(keep, cells.y, 0))
-    if spec.borrowing and evidence is None:
+    if spec.borrowing and spec.borrowing["method"] != "mixture" and evidence is None:
         raise GridError(
             f"scenario {scenario.name!r} borrows from published series "
             f"({spec.borrowing['method']}): give the evidence table, "

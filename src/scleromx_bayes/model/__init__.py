@@ -18,10 +18,12 @@ from .build import (
 )
 from .likelihood import category_log_probs
 from .priors import canonical_value, hyperparameter_values
+from .external import ExternalEvidence
 from .shared import SharedGraph, shared_graph, shared_values
 from .structure import Structure, effective_structure
 
 __all__ = [
+    "ExternalEvidence",
     "SharedGraph",
     "Structure",
     "build_model",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +17,10 @@ from .map_prior import MAPPrior, map_prior
 from .mixture import NormalMixture
 
 __all__ = ["Borrowing", "PreparedBorrowing"]
+
+# MAP priors already fitted in this process, by evidence digest, regimen and settings
+_MAP_PRIORS: dict[tuple, MAPPrior] = {}
+_MAP_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -107,13 +113,7 @@ class Borrowing:
         mixtures: dict[str, NormalMixture] = {}
         if self.method in ("map", "robust_map"):
             for r in regimens:
-                priors[r] = map_prior(
-                    self.evidence,
-                    r,
-                    tau_prior=self.tau_prior,
-                    intercept_prior=self.intercept_prior,
-                    seed=self.seed,
-                )
+                priors[r] = self._map_prior(r)
                 mix = priors[r].mixture
                 if self.method == "robust_map":
                     mix = mix.robustify(self.robust_weight, self.robust_mean)
@@ -135,6 +135,28 @@ class Borrowing:
             for r, g in rows.groupby("regimen", sort=False)
         }
         return PreparedBorrowing(self, external, priors, mixtures, citations)
+
+    def _map_prior(self, regimen: str) -> MAPPrior:
+        """The regimen's MAP prior, fitted once per evidence table and settings in a
+        process (every scenario of a sensitivity grid that borrows reuses it)."""
+        table = self.evidence.table.to_csv(index=False).encode()
+        key = (
+            hashlib.sha256(table).hexdigest(),
+            regimen,
+            self.tau_prior,
+            tuple(self.intercept_prior),
+            self.seed,
+        )
+        with _MAP_LOCK:
+            if key not in _MAP_PRIORS:
+                _MAP_PRIORS[key] = map_prior(
+                    self.evidence,
+                    regimen,
+                    tau_prior=self.tau_prior,
+                    intercept_prior=self.intercept_prior,
+                    seed=self.seed,
+                )
+            return _MAP_PRIORS[key]
 
     def _fixed_mixtures(self, cells: CellTable) -> PreparedBorrowing:
         mixtures = {}

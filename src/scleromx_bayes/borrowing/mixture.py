@@ -42,6 +42,20 @@ def _check_weights(weights) -> np.ndarray:
     return w / w.sum()
 
 
+def _store_components(mixture, parameters: dict[str, bool]) -> None:
+    """Check and store a mixture's weights and its per-component ``parameters``
+    (name -> must be > 0) as float arrays, one value per component."""
+    weights = _check_weights(mixture.weights)
+    object.__setattr__(mixture, "weights", weights)
+    for name, positive in parameters.items():
+        values = np.atleast_1d(np.asarray(getattr(mixture, name), dtype=float))
+        if values.shape != weights.shape:
+            raise ValueError(f"{name} needs one value per component ({weights.size})")
+        if not np.isfinite(values).all() or (positive and not (values > 0).all()):
+            raise ValueError(f"{name} must be finite{' and > 0' if positive else ''}")
+        object.__setattr__(mixture, name, values)
+
+
 def _responsibilities(log_parts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """log density of the mixture and each component's share, from
     ``log w_k + log f_k(x)`` stacked on the last axis."""
@@ -118,16 +132,7 @@ class NormalMixture(_Prior):
     sds: np.ndarray
 
     def __post_init__(self) -> None:
-        w = _check_weights(self.weights)
-        m = np.atleast_1d(np.asarray(self.means, dtype=float))
-        s = np.atleast_1d(np.asarray(self.sds, dtype=float))
-        if not (len(w) == len(m) == len(s)):
-            raise ValueError("weights, means and sds need one value per component")
-        if not (np.isfinite(m).all() and np.isfinite(s).all() and (s > 0).all()):
-            raise ValueError("means must be finite and sds finite and > 0")
-        object.__setattr__(self, "weights", w)
-        object.__setattr__(self, "means", m)
-        object.__setattr__(self, "sds", s)
+        _store_components(self, {"means": False, "sds": True})
 
     @property
     def components(self) -> int:
@@ -210,14 +215,7 @@ class BetaMixture(_Prior):
     b: np.ndarray
 
     def __post_init__(self) -> None:
-        w = _check_weights(self.weights)
-        a = np.atleast_1d(np.asarray(self.a, dtype=float))
-        b = np.atleast_1d(np.asarray(self.b, dtype=float))
-        if not (len(w) == len(a) == len(b)) or not ((a > 0).all() and (b > 0).all()):
-            raise ValueError("one a > 0 and one b > 0 per component")
-        object.__setattr__(self, "weights", w)
-        object.__setattr__(self, "a", a)
-        object.__setattr__(self, "b", b)
+        _store_components(self, {"a": True, "b": True})
 
     def _log_parts(self, p) -> np.ndarray:
         p = np.asarray(p, dtype=float)[..., None]

@@ -16,9 +16,9 @@ from .build import (
     scalar_values,
     stored_names,
 )
+from .external import ExternalEvidence
 from .likelihood import category_log_probs
 from .priors import canonical_value, hyperparameter_values
-from .external import ExternalEvidence
 from .shared import SharedGraph, shared_graph, shared_values
 from .structure import Structure, effective_structure
 

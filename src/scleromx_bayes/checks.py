@@ -101,8 +101,7 @@ def _category_log_probs(fit: Fit) -> tuple[np.ndarray, np.ndarray]:
     for the binary models, (NR, PR, CR) for the ordinal one."""
     cells = fit.cells
     post = fit.posterior["posterior"].to_dataset()
-    external = fit.borrowing.external if fit.borrowing is not None else None
-    log_p = category_log_probs(post, cells, fit.spec, fit.shift_vector(), external).values
+    log_p = category_log_probs(post, cells, fit.spec, fit.shift_vector(), fit.external).values
     if fit.spec.response_scale == "ordinal":
         return log_p, ordinal_counts(cells)
     return log_p, np.stack([cells.n - cells.y, cells.y], axis=-1)
@@ -317,8 +316,7 @@ def power_scaling(fit: Fit, var_names: Iterable[str] = v.POWER_SCALING_CHECKED) 
     tree = fit.posterior
     names = [name for name in var_names if name in tree["posterior"].data_vars]
     if "log_prior" not in tree.children or "log_likelihood" not in tree.children:
-        external = fit.borrowing.external if fit.borrowing is not None else None
-        model = build_model(fit.cells, fit.spec, external=external)
+        model = build_model(fit.cells, fit.spec, external=fit.external)
         with model:
             pm.set_data({v.REGIMEN_PRIOR_SHIFT: fit.shift_vector()})
         with exact_float_math(), warnings.catch_warnings():

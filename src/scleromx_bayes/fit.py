@@ -42,9 +42,9 @@ from .model import (
     stored_names,
 )
 from .model import names as v
-from .model.external import ExternalEvidence
+from .model.external import ExternalEvidence, require_no_pooling
 from .provenance import DataProvenance
-from .spec import ModelSpec, SpecError, load_spec
+from .spec import ModelSpec, load_spec
 from .summary import summarise
 
 __all__ = [
@@ -248,6 +248,11 @@ class Fit:
     borrowing: PreparedBorrowing | None = None
 
     @property
+    def external(self) -> ExternalEvidence | None:
+        """What the model borrowed, as arrays (None without borrowing)."""
+        return self.borrowing.external if self.borrowing is not None else None
+
+    @property
     def synthetic(self) -> bool:
         return self.data.synthetic
 
@@ -392,11 +397,8 @@ def fit_cells(
         raise CohortError([Problem(data.source, "no evaluable episodes: every cell has n = 0")])
     shift = _shift_vector(cells, regimen_prior_shift)
     effective_structure(spec, cells)  # a spec that does not fit the cells fails here
-    if borrowing is not None and spec.regimen_pooling != "none":  # before any MAP fit
-        raise SpecError(
-            "borrowing from published series replaces a regimen's own prior: use a spec "
-            f'with regimen_pooling = "none" (this one has {spec.regimen_pooling!r})'
-        )
+    if borrowing is not None:
+        require_no_pooling(spec)  # before any MAP prior is fitted
     if isinstance(borrowing, Borrowing):
         borrowing = borrowing.prepare(cells)
     external = borrowing.external if borrowing is not None else None

@@ -13,7 +13,7 @@ import numpy as np
 from ..cohort import CellTable, Problem
 from ..model.external import METHODS, ExternalEvidence
 from .evidence import Evidence, EvidenceError
-from .map_prior import MAPPrior, map_prior
+from .map_prior import MAPPrior, map_prior, study_labels
 from .mixture import NormalMixture
 
 __all__ = ["Borrowing", "PreparedBorrowing"]
@@ -130,10 +130,7 @@ class Borrowing:
             mean_prior=self.intercept_prior,
             tau_prior=self.tau_prior,
         )
-        citations = {
-            r: [c or s for s, c in zip(g["study"], g.get("citation", g["study"]), strict=True)]
-            for r, g in rows.groupby("regimen", sort=False)
-        }
+        citations = {r: study_labels(g) for r, g in rows.groupby("regimen", sort=False)}
         return PreparedBorrowing(self, external, priors, mixtures, citations)
 
     def _map_prior(self, regimen: str) -> MAPPrior:

@@ -159,7 +159,7 @@ class MAPPrior:
         return ds
 
 
-def _labels(rows: pd.DataFrame) -> list[str]:
+def study_labels(rows: pd.DataFrame) -> list[str]:
     """Each study's citation, or its name where the table gives none."""
     if "citation" not in rows:
         return list(rows["study"])
@@ -239,7 +239,7 @@ def map_prior(
         }
     )
     studies = rows.copy()
-    studies["label"] = _labels(rows)
+    studies["label"] = study_labels(rows)
     return MAPPrior(
         regimen=regimen,
         mixture=mixture,

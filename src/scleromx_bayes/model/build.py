@@ -36,7 +36,7 @@ import pytensor.tensor as pt
 from ..cohort import CellTable
 from ..spec import ModelSpec, Prior, SpecError
 from . import names as v
-from .external import ExternalEvidence
+from .external import ExternalEvidence, require_no_pooling
 from .priors import data_name, hyperparameter_values, prior_variable
 from .shared import SharedGraph, graph_prior, shared_graph, shared_values, switch_name
 from .structure import Structure, effective_structure
@@ -417,11 +417,7 @@ def build_model(
 def _check_external(spec, eff, cells: CellTable, external) -> None:
     if external is None:
         return
-    if spec.regimen_pooling != "none":
-        raise SpecError(
-            "borrowing from published series replaces a regimen's own prior: use a spec "
-            f'with regimen_pooling = "none" (this one has {spec.regimen_pooling!r})'
-        )
+    require_no_pooling(spec)
     unknown = [r for r in external.regimens if r not in cells.regimens]
     if unknown or not external.regimens:
         raise SpecError(f"borrowed regimens {unknown or '(none)'} are not regimens of the cells")

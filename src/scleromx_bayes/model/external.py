@@ -20,9 +20,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["METHODS", "ExternalEvidence"]
+from ..spec import ModelSpec, SpecError
+
+__all__ = ["METHODS", "ExternalEvidence", "require_no_pooling"]
 
 METHODS = ("map", "robust_map", "power", "joint")
+
+
+def require_no_pooling(spec: ModelSpec) -> None:
+    """Borrowing replaces a regimen's own prior: refuse a spec that pools regimens."""
+    if spec.regimen_pooling != "none":
+        raise SpecError(
+            "borrowing from published series replaces a regimen's own prior: use a spec "
+            f'with regimen_pooling = "none" (this one has {spec.regimen_pooling!r})'
+        )
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from ..borrowing import Borrowing, Evidence
 from ..cohort import Cohort
 from ..fit import Fit, fit_cells
+from ..progress import ProgressBar
 from ..provenance import DataProvenance, provenance_attrs
 from ..summary import choose_reference, summarise
 from .grid import BASELINE_VALUES, Grid, GridError, load_grid
@@ -231,7 +231,7 @@ def _run(plan: _Plan, box: Store | None, executor, progress) -> xr.Dataset:
     todo = [i for i in range(len(inputs)) if i not in results]
 
     t0 = time.perf_counter()
-    bar = _Progress(len(inputs), done=len(results), enabled=progress)
+    bar = ProgressBar(len(inputs), done=len(results), enabled=progress)
     try:
 
         def finish(i: int, result: ScenarioResult) -> None:
@@ -279,40 +279,6 @@ def _run(plan: _Plan, box: Store | None, executor, progress) -> xr.Dataset:
         bar.close()
     wall = time.perf_counter() - t0
     return _assemble(plan, [results[i] for i in range(len(inputs))], wall)
-
-
-class _Progress:
-    def __init__(self, total: int, done: int, enabled: bool):
-        self.enabled, self.done, self.failed, self.in_flight = enabled, done, 0, 0
-        if enabled:
-            self.bar = Progress(
-                TextColumn("scenarios"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[status]}"),
-            )
-            self.task = self.bar.add_task("run", total=total, completed=done, status="")
-            self.bar.start()
-
-    def running(self, k: int) -> None:
-        self.in_flight += k
-        self._show()
-
-    def update(self, failed: bool) -> None:
-        self.done += 1
-        self.in_flight = max(0, self.in_flight - 1)
-        self.failed += failed
-        if self.enabled:
-            self.bar.advance(self.task)
-        self._show()
-
-    def _show(self) -> None:
-        if self.enabled:
-            self.bar.update(self.task, status=f"running {self.in_flight}, failed {self.failed}")
-
-    def close(self) -> None:
-        if self.enabled:
-            self.bar.stop()
 
 
 def _assemble(plan: _Plan, results: Sequence[ScenarioResult], wall: float) -> xr.Dataset:

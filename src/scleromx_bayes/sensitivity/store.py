@@ -1,10 +1,12 @@
-"""The store of a sensitivity run: one file per finished scenario, written atomically.
+"""The store of a long run: one file per finished piece of work, written atomically.
 
-Each file carries the key of the scenario it answers and a checksum of its
-content, both verified on load: a file that is empty, truncated, edited or swapped
-with another scenario's is reported (a :class:`StoreWarning` naming the file) and
-its scenario is computed again, never trusted. One run at a time holds the store
-(a lock file); a second run on the same store is refused.
+A sensitivity run stores one file per scenario (``scenarios/``), an
+operating-characteristics run one per chunk of simulations (``simulations/``).
+Each file carries the key of the work it answers and a checksum of its content,
+both verified on load: a file that is empty, truncated, edited or swapped with
+another's is reported (a :class:`StoreWarning` naming the file) and its work is
+computed again, never trusted. One run at a time holds the store (a lock file); a
+second run on the same store is refused.
 """
 
 from __future__ import annotations
@@ -58,14 +60,15 @@ class Store:
     ...     store.finished()
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, folder: str = "scenarios"):
         self.path = Path(path)
+        self.folder = folder
         if self.path.exists() and not self.path.is_dir():
             raise StoreError(f"store {self.path} exists and is not a folder")
         self._lock = None
 
     def __enter__(self) -> Store:
-        (self.path / "scenarios").mkdir(parents=True, exist_ok=True)
+        (self.path / self.folder).mkdir(parents=True, exist_ok=True)
         lock = open(self.path / ".lock", "a+")  # noqa: SIM115 - held until __exit__
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -90,20 +93,27 @@ class Store:
             self._lock.close()
             self._lock = None
 
+    @property
+    def _what(self) -> str:  # what one file holds, for messages
+        return "scenario" if self.folder == "scenarios" else "chunk of simulations"
+
     def _file(self, key: str, suffix: str) -> Path:
-        return self.path / "scenarios" / f"{key}{suffix}"
+        return self.path / self.folder / f"{key}{suffix}"
 
     def finished(self) -> int:
-        """How many scenario files the store holds."""
-        folder = self.path / "scenarios"
+        """How many finished files the store holds."""
+        folder = self.path / self.folder
         return len(list(folder.glob("*.nc"))) if folder.exists() else 0
 
     def _distrust(self, path: Path, why: str) -> None:
-        warnings.warn(f"{path}: {why}; the scenario is computed again", StoreWarning, stacklevel=3)
+        warnings.warn(
+            f"{path}: {why}; the {self._what} is computed again", StoreWarning, stacklevel=4
+        )
         path.unlink(missing_ok=True)
 
-    def load(self, key: str) -> ScenarioResult | None:
-        """The stored result for ``key``, or None if absent or not to be trusted."""
+    def load_dataset(self, key: str) -> tuple[xr.Dataset, dict] | None:
+        """The stored Dataset for ``key`` and the record saved beside it, or None if
+        absent or not to be trusted (then the file is reported and removed)."""
         path = self._file(key, ".nc")
         if not path.exists():
             return None
@@ -117,11 +127,29 @@ class Store:
             self._distrust(path, f"unreadable or incomplete ({type(exc).__name__})")
             return None
         if stored_key != key:
-            self._distrust(path, f"holds the result of another scenario (key {stored_key})")
+            self._distrust(path, f"holds the result of another {self._what} (key {stored_key})")
             return None
         if content_checksum(ds, stored_key, meta_text) != checksum:
             self._distrust(path, "its content does not match its checksum (edited?)")
             return None
+        return ds, meta
+
+    def save_dataset(self, key: str, ds: xr.Dataset, meta: dict) -> None:
+        """Write a finished piece of work: the Dataset, its key, a record and a checksum."""
+        ds = ds.copy()
+        meta_text = json.dumps(meta)
+        ds.attrs["scenario_run"] = meta_text
+        ds.attrs["store_key"] = key
+        ds.attrs["store_checksum"] = content_checksum(ds, key, meta_text)
+        write_dataset(ds, self._file(key, ".nc"))
+        self._file(key, ".error.json").unlink(missing_ok=True)
+
+    def load(self, key: str) -> ScenarioResult | None:
+        """The stored scenario for ``key``, or None if absent or not to be trusted."""
+        loaded = self.load_dataset(key)
+        if loaded is None:
+            return None
+        ds, meta = loaded
         return ScenarioResult(summary=ds, reused=True, **meta)
 
     def save(self, key: str, name: str, result: ScenarioResult) -> None:
@@ -132,10 +160,4 @@ class Store:
             with atomic_path(self._file(key, ".error.json")) as tmp:
                 tmp.write_text(json.dumps({"scenario": name, **meta}, indent=2))
             return
-        ds = result.summary.copy()
-        meta_text = json.dumps(meta)
-        ds.attrs["scenario_run"] = meta_text
-        ds.attrs["store_key"] = key
-        ds.attrs["store_checksum"] = content_checksum(ds, key, meta_text)
-        write_dataset(ds, self._file(key, ".nc"))
-        self._file(key, ".error.json").unlink(missing_ok=True)
+        self.save_dataset(key, result.summary, meta)

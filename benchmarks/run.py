@@ -5,6 +5,7 @@
     ./dev bench fastmath       # what exact floating point (fast-math off) costs per spec
     ./dev bench registry       # 100,000 episodes at 1,000 centres: auto vs non-centred sites
     ./dev bench read           # validating a 1,000,000-row episode table vs bare read_csv
+    ./dev bench oc             # 1,000 simulations x 3 specs: operating_characteristics vs pm.sample
 
 Every contender fits the same data (the synthetic example cohort, CR, NE excluded)
 with 4 chains x 1000 warm-up x 1000 draws on this machine's 2 cores, and the
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "which",
-        choices=["fit", "sensitivity", "fastmath", "registry", "read"],
+        choices=["fit", "sensitivity", "fastmath", "registry", "read", "oc"],
         nargs="?",
         default="fit",
     )
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="sensitivity only: fewer scenarios in the comparison loops",
+        help="sensitivity: fewer scenarios in the comparison loops; oc: 100 simulations",
     )
     args = parser.parse_args(argv)
     if args.which == "fit":
@@ -160,6 +161,11 @@ def main(argv: list[str] | None = None) -> None:
         from registry_bench import bench_registry
 
         result = bench_registry(args.seed)
+        result["machine"] = machine()
+    elif args.which == "oc":
+        from oc_bench import bench_oc
+
+        result = bench_oc(args.seed, n_sims=100 if args.quick else 1000)
         result["machine"] = machine()
     elif args.which == "fastmath":
         from fastmath_bench import bench_fastmath

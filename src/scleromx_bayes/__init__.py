@@ -9,7 +9,8 @@
 The data flow, one module (or package) a step: ``cohort`` → ``spec`` → ``model`` →
 ``fit`` → ``summary`` → ``io``; ``checks``, ``validation`` and ``sensitivity`` work
 on fits; ``borrowing`` turns published series into priors; ``plots`` draws;
-``cli`` is a shell over this public API. See ARCHITECTURE.md.
+``operating`` simulates a design's operating characteristics; ``cli`` is a
+shell over this public API. See ARCHITECTURE.md.
 """
 
 from .borrowing import (
@@ -61,7 +62,18 @@ from .io import (
     write_posterior,
 )
 from .model import build_model
-from .plots import borrowing_plot, forest_plot, predictive_plot, sensitivity_forest
+from .operating import (
+    Calibration,
+    DecisionRule,
+    Truth,
+    calibrate,
+    oc_table,
+    operating_characteristics,
+    read_design,
+    reference_rates,
+    threshold_for,
+)
+from .plots import borrowing_plot, forest_plot, oc_plot, predictive_plot, sensitivity_forest
 from .provenance import DataProvenance
 from .sensitivity import (
     Grid,
@@ -83,6 +95,16 @@ __version__ = "0.1.0"
 __all__ = [
     "borrowing_plot",
     "BetaMixture",
+    "Calibration",
+    "DecisionRule",
+    "Truth",
+    "calibrate",
+    "oc_plot",
+    "oc_table",
+    "operating_characteristics",
+    "read_design",
+    "reference_rates",
+    "threshold_for",
     "Evidence",
     "EvidenceError",
     "MAPPrior",

@@ -726,6 +726,272 @@ def borrow(
     say("wrote " + ", ".join(str(out_dir / name) for name in names))
 
 
+def _truths(
+    texts: list[str],
+    table: Path | None,
+    cohort: sxb.Cohort,
+    planned: bool,
+    p_reference: str | None,
+    site_sd: float,
+    reference: str | None,
+    fitted_model: str,
+    seed: int,
+) -> list[sxb.Truth]:
+    """Truths from the command line: ``null``, ``fitted``, ``REGIMEN:DELTA``."""
+    if p_reference is not None:
+        try:
+            if "=" in p_reference:
+                p = {
+                    k.strip(): float(x)
+                    for k, x in (part.split("=", 1) for part in p_reference.split(","))
+                }
+            else:
+                p = float(p_reference)
+        except ValueError:
+            raise BadInput(
+                f"--p-reference {p_reference!r}: write 0.4, or nonsevere=0.5,severe=0.2"
+            ) from None
+    elif planned:
+        p = None
+    else:
+        p = sxb.reference_rates(cohort, reference)
+    out = []
+    for text in texts:
+        if text in ("fitted", "null") or ":" in text:
+            if text == "fitted":
+                if planned:
+                    raise BadInput("--truth fitted needs outcomes: DATA is a planned design")
+                say(f"fitting {fitted_model} for the posterior-predictive truth ...")
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    fitted = sxb.fit(cohort, fitted_model, seed=seed)
+                out.append(sxb.Truth.from_fit(fitted, name=f"as fitted ({fitted_model})"))
+                continue
+            if p is None:
+                raise BadInput("a planned design has no outcomes: give --p-reference")
+            if text == "null":
+                out.append(sxb.Truth.all_equal(p, site_sd=site_sd))
+                continue
+            regimen, _, delta = text.rpartition(":")
+            try:
+                out.append(sxb.Truth.one_better(regimen, float(delta), p=p, site_sd=site_sd))
+            except ValueError as exc:
+                if isinstance(exc, InputError):
+                    raise
+                raise BadInput(f"--truth {text!r}: the difference must be a number") from None
+            continue
+        raise BadInput(
+            f"--truth {text!r}: write null, fitted, or REGIMEN:DELTA (e.g. 'DNS rescue:0.3')"
+        )
+    if table is not None:
+        out.append(sxb.Truth.from_table(table, site_sd=site_sd))
+    return out
+
+
+def print_oc(oc, table, console: Console = out) -> None:
+    """P(go) per regimen x severity, one column per model, for each rule and truth."""
+    specs = [str(s) for s in oc["spec"].values]
+    for rule in oc["rule"].values:
+        for truth in oc["truth"].values:
+            rows = table[(table["rule"] == rule) & (table["truth"] == truth)]
+            t = Table(
+                title=f"P(go): {rule}; truth: {truth}",
+                box=box.SIMPLE,
+                title_justify="left",
+            )
+            for col in ("regimen", "severity", "n", "true diff."):
+                t.add_column(col, justify="left" if col in ("regimen", "severity") else "right")
+            for spec in specs:
+                t.add_column(spec, justify="right")
+            for regimen, severity in (
+                (r, k) for r in oc["regimen"].values for k in oc["severity"].values
+            ):
+                cell = rows[(rows["regimen"] == regimen) & (rows["severity"] == severity)]
+                first = cell.iloc[0]
+                if first["p_go"] != first["p_go"]:  # NaN: the reference itself
+                    continue
+                values = [
+                    f"{r.p_go:.3f} ({r.p_go_mcse:.3f})"
+                    for r in (cell[cell["spec"] == s].iloc[0] for s in specs)
+                ]
+                t.add_row(
+                    Text(str(regimen)),
+                    Text(str(severity)),
+                    str(int(first["design_n"])),
+                    f"{first['true_risk_difference']:+.2f}",
+                    *values,
+                )
+            console.print(t)
+            anyg = oc["p_any_go"].sel(rule=rule, truth=truth)
+            say(
+                "  P(any regimen x severity says go): "
+                + ", ".join(f"{s} {float(anyg.sel(spec=s)):.3f}" for s in specs),
+                console=console,
+            )
+    failed = oc["n_failed_diagnostics"].sum().item()
+    errors = oc["n_errors"].sum().item()
+    say(
+        f"{int(oc['n_simulations'].sum())} simulated fits; {failed} failed a diagnostic "
+        f"(kept, as an analyst would report them), {errors} raised an error (not used). "
+        "Brackets: Monte Carlo SE.",
+        console=console,
+    )
+
+
+@app.command("oc")
+def oc_command(
+    data: Annotated[
+        Path, typer.Argument(help="The cohort (its design is used) or, with --planned, a design.")
+    ],
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder (holds the store too).")],
+    model: Annotated[
+        list[str] | None, typer.Option(help="Spec name or .toml path; repeat to compare.")
+    ] = None,
+    truth: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="null (all regimens at the reference's rate), fitted (posterior-predictive), "
+            "or REGIMEN:DELTA (that regimen better by DELTA); repeat for several."
+        ),
+    ] = None,
+    truth_table: Annotated[
+        Path | None, typer.Option(help="CSV of true CR probabilities: regimen, [severity], p_cr.")
+    ] = None,
+    rule: Annotated[
+        list[str] | None,
+        typer.Option(help="better:GO[:NOGO] or above:P0:GO[:NOGO]; repeat for several."),
+    ] = None,
+    planned: Annotated[
+        bool,
+        typer.Option("--planned", help="DATA is a planned design: site, regimen, severity, n."),
+    ] = False,
+    p_reference: Annotated[
+        str | None,
+        typer.Option(help="CR probability of the null truth: 0.4, or nonsevere=0.5,severe=0.2."),
+    ] = None,
+    site_sd: Annotated[
+        float, typer.Option(min=0.0, help="SD of the simulated centre effects (log-odds).")
+    ] = 0.5,
+    reference: Annotated[str | None, typer.Option(help="Reference regimen.")] = None,
+    n_sims: Annotated[int, typer.Option(min=2, help="Simulated cohorts per truth.")] = 200,
+    calibrate: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Also report the P(better) threshold holding this false-"
+            "positive rate under null (per comparison).",
+        ),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Simulations run in parallel (processes).")
+    ] = 1,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Dask scheduler address: run on that cluster.")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Reuse the finished simulations in --out's store.")
+    ] = False,
+    evidence: Annotated[
+        Path | None, typer.Option(help="Published series, for a model that borrows.")
+    ] = None,
+    draws: Annotated[int, typer.Option(min=50, help="Posterior draws per chain per fit.")] = 500,
+    tune: Annotated[int, typer.Option(min=50, help="Warm-up per chain per fit.")] = 500,
+    chains: Annotated[int, typer.Option(min=1, max=64)] = 2,
+    seed: SeedOpt = 1,
+) -> None:
+    """Operating characteristics of decision rules on DATA's design: how often each
+    rule says go when regimens are equal (false positives) or one is better (power),
+    and the bias and coverage of the estimates, for each model.
+
+    Finished simulations are kept in --out/store at once; run again with --resume
+    after an interruption.
+    """
+    if workers > 1 and scheduler:
+        raise BadInput("give --workers or --scheduler, not both")
+    sxb.check_writable(out_dir)
+    cohort = sxb.read_design(data) if planned else _load(data, Kind.auto)
+    specs = model or ["base"]
+    if calibrate is not None and "null" not in (truth or ["null"]):
+        raise BadInput("--calibrate needs the null truth: add --truth null")
+    truths = _truths(
+        truth or (["null"] if truth_table is None else []),
+        truth_table,
+        cohort,
+        planned,
+        p_reference,
+        site_sd,
+        reference,
+        specs[0],
+        seed,
+    )
+    rules = [sxb.DecisionRule.parse(r) for r in rule or ["better:0.9"]]
+    studies = sxb.read_evidence(evidence, regimens=cohort.regimens) if evidence else None
+    settings = sxb.SamplerSettings(
+        draws=draws, tune=tune, chains=chains, cores=1 if workers > 1 or scheduler else None
+    )
+    store = out_dir / "store"
+    executor, closer = _executor(workers, scheduler)
+    try:
+        oc = sxb.operating_characteristics(
+            cohort,
+            specs,
+            truths,
+            rules,
+            n_sims=n_sims,
+            seed=seed,
+            reference=reference,
+            settings=settings,
+            evidence=studies,
+            executor=executor,
+            store=store,
+            resume=resume,
+            progress=True,
+        )
+    except KeyboardInterrupt:
+        say(
+            f"interrupted: the finished simulations are kept in {store}; run again with "
+            "--resume to finish",
+            console=err,
+        )
+        sys.exit(130)
+    finally:
+        closer()
+    table = sxb.oc_table(oc)
+    say(_title("Operating characteristics on the design of " + data.name, True))
+    print_oc(oc, table)
+    if calibrate is not None:
+        for spec in oc["spec"].values:
+            cal = sxb.threshold_for(oc, spec=str(spec), truth="all equal", target=calibrate)
+            say(
+                f"{spec}: go when P(better) > {cal.threshold:.3f} (MC SE {cal.threshold_mcse:.3f}) "
+                f"holds every comparison's false-positive rate at <= {calibrate:g} "
+                f"(here {cal.false_positive_rate:.3f})"
+            )
+    regimen, severity = _oc_focus(oc, truths)
+    with sxb.output_folder(out_dir) as stage:
+        sxb.write_dataset(oc, stage / "oc.nc")
+        sxb.write_csv(table, stage / "oc_table.csv", index=False)
+        sxb.oc_plot(oc, stage / "oc.png", regimen=regimen, severity=severity)
+        names = sorted(p.name for p in stage.iterdir())
+    say("wrote " + ", ".join(str(out_dir / name) for name in names))
+
+
+def _oc_focus(oc, truths) -> tuple[str, str]:
+    """The regimen the plot is about (the first one a truth makes better, else the
+    non-reference one with most patients) and its best-represented severity."""
+    ref = oc.attrs["reference_regimen"]
+    named = [r for t in truths for r in t.delta]
+    n = oc["design_n"]
+    if named:
+        regimen = named[0]
+    else:
+        others = n.drop_sel(regimen=ref).sum("severity")
+        regimen = str(others["regimen"].values[int(others.values.argmax())])
+    row = n.sel(regimen=regimen)
+    return regimen, str(row["severity"].values[int(row.values.argmax())])
+
+
 @app.command()
 def validate(
     data: Annotated[Path, typer.Argument(help="Episode or counts table.")],

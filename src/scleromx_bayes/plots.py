@@ -22,6 +22,7 @@ __all__ = [
     "borrowing_plot",
     "forest_plot",
     "new_figure",
+    "oc_plot",
     "predictive_plot",
     "save_figure",
     "sensitivity_forest",
@@ -216,3 +217,50 @@ def borrowing_plot(
     ax.set_xlim(0, 1)
     ax.legend(frameon=False, fontsize=8)
     return save_figure(fig, path, title or "Borrowed prior", synthetic=synthetic, dpi=150)
+
+
+def oc_plot(
+    oc: xr.Dataset,
+    path: str | Path,
+    *,
+    regimen: str,
+    severity: str,
+    decision: str = "go",
+) -> Path:
+    """P(go) against the true difference in CR probability (new centre) of
+    ``regimen`` over the reference, one line per model and one panel per rule; bars
+    are +-2 Monte Carlo SEs. Each truth of the OC study is one point; under "all
+    equal" the height is the false-positive rate, elsewhere the power.
+
+    Examples
+    --------
+    >>> oc_plot(oc, "oc.png", regimen="DNS rescue", severity="severe")  # doctest: +SKIP
+    """
+    rules = list(oc["rule"].values)
+    fig, axes = new_figure(1, len(rules), (4.6 * len(rules), 3.8))
+    at = {"regimen": regimen, "severity": severity}
+    x = oc["true_value"].sel(estimand="risk_difference", **at).isel(spec=0)
+    order = np.argsort(x.values)
+    for ax, rule in zip(axes[0], rules, strict=True):
+        for i, spec in enumerate(oc["spec"].values):
+            p = oc["p_decision"].sel(spec=spec, rule=rule, decision=decision, **at)
+            se = oc["p_decision_mcse"].sel(spec=spec, rule=rule, decision=decision, **at)
+            ax.errorbar(
+                x.values[order],
+                p.values[order],
+                yerr=2 * se.values[order],
+                marker="o",
+                ms=4,
+                capsize=2,
+                color=f"C{i}",
+                label=str(spec),
+            )
+        ax.axhline(0.1, color="grey", lw=0.5, ls=":")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel(f"true CR difference, {regimen} vs {oc.attrs['reference_regimen']}")
+        ax.set_ylabel(f"P({decision.replace('_', '-')})")
+        ax.set_title(str(rule), fontsize=9)
+        ax.legend(frameon=False, fontsize=8)
+    n = int(oc.attrs["n_sims"])
+    title = f"Operating characteristics: {regimen}, {severity} disease ({n} simulated cohorts each)"
+    return save_figure(fig, path, title, synthetic=True, dpi=150)

@@ -36,6 +36,7 @@ __all__ = [
     "FittedModel",
     "choose_reference",
     "describe",
+    "expected_expit",
     "posterior_probabilities",
     "summarise",
 ]
@@ -95,14 +96,14 @@ def posterior_probabilities(fit: FittedModel) -> dict[str, xr.DataArray]:
     patient_sd = post[v.PATIENT_SD] if v.PATIENT_SD in post else zero
     if v.SITE_SD in post or v.PATIENT_SD in post:
         # a new patient at a new centre: both random effects integrated out
-        new_site = _expected_expit(eta, np.sqrt(site_sd**2 + patient_sd**2))
+        new_site = expected_expit(eta, np.sqrt(site_sd**2 + patient_sd**2))
     else:
         new_site = typical
     if v.SITE_EFFECT in post:
         by_site = eta + post[v.SITE_EFFECT]
         # at an observed centre, a new patient: the patient effect integrated out
         by_site = (
-            _expected_expit(by_site, patient_sd)
+            expected_expit(by_site, patient_sd)
             if v.PATIENT_SD in post
             else xr.apply_ufunc(expit, by_site)
         )
@@ -116,7 +117,7 @@ def posterior_probabilities(fit: FittedModel) -> dict[str, xr.DataArray]:
     }
 
 
-def _expected_expit(eta: xr.DataArray, sd: xr.DataArray) -> xr.DataArray:
+def expected_expit(eta: xr.DataArray, sd: xr.DataArray) -> xr.DataArray:
     """E[expit(eta + sd * Z)], Z ~ N(0, 1), per draw, by 40-node Gauss-Hermite:
     sum_i w_i / sqrt(pi) * expit(eta + sd * sqrt(2) * x_i)."""
     nodes = xr.DataArray(np.sqrt(2.0) * _GH_NODES, dims="node")

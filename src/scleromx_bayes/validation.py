@@ -17,6 +17,7 @@ Data simulated here are synthetic and labelled so.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import time
 import warnings
 from dataclasses import dataclass, replace
@@ -35,12 +36,13 @@ from .model import build_model, effective_structure, exact_float_math
 from .model import names as v
 from .model.external import ExternalEvidence
 from .plots import new_figure, save_figure
+from .runner import run_chunks
 from .spec import ModelSpec, load_spec
 
 __all__ = ["SBCResult", "design_cells", "sbc", "scaled_design"]
 
 # Parameters whose ranks are checked: the model's own, on their natural scale.
-_SCALARS = (v.INTERCEPT, v.REGIMEN_SD, v.SITE_SD, v.INTERACTION_SD)
+_SCALARS = (v.INTERCEPT, v.REGIMEN_SD, v.SITE_SD, v.INTERACTION_SD, v.CUTPOINT_GAP)
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,68 @@ def _typical_p(post: xr.Dataset, cells: CellTable) -> np.ndarray:
     return expit(post[v.TYPICAL_LOGIT].values.reshape(shape))
 
 
+SBC_CHUNK = 25  # simulations per task of the runner
+
+
+@dataclass(frozen=True)
+class _SBCChunk:
+    """Some simulations of an SBC run: their simulated counts and truths (picklable)."""
+
+    design: CellTable
+    spec: ModelSpec
+    settings: SamplerSettings
+    seed: int
+    simulations: tuple[int, ...]
+    responders: np.ndarray
+    partial: np.ndarray | None
+    borrowings: tuple
+    truths: dict[str, np.ndarray]
+    true_p: np.ndarray
+    keep: np.ndarray
+    quantiles: tuple[float, float]
+
+
+def _sbc_chunk(task: _SBCChunk) -> tuple[xr.Dataset, list[str]]:
+    """Fit each simulated data set (seed ``seed + 1 + i``, as always); rank every
+    truth among the thinned draws; check interval coverage of the typical-site CR."""
+    design, names = task.design, list(task.truths)
+    n = len(task.simulations)
+    ranks = np.zeros((n, len(names)), dtype=np.int64)
+    covered = np.zeros((n, len(design.regimens), len(design.severities)), dtype=np.int8)
+    divergences = np.zeros(n, dtype=np.int64)
+    max_rhat = np.zeros(n)
+    for j, i in enumerate(task.simulations):
+        cells = design.with_counts(
+            design.n, task.responders[j], None if task.partial is None else task.partial[j]
+        )
+        fitted = fit_cells(
+            cells,
+            task.spec,
+            settings=task.settings,
+            seed=task.seed + 1 + int(i),
+            warn=False,
+            borrowing=task.borrowings[j],
+        )
+        post = fitted.posterior["posterior"].to_dataset()
+        for k, (name, values) in enumerate(_parameter_draws(post, design).items()):
+            ranks[j, k] = int((values[task.keep] < task.truths[name][j]).sum())
+        p = _typical_p(post, design)
+        lo, hi = np.quantile(p, task.quantiles, axis=0)
+        covered[j] = (lo <= task.true_p[j]) & (task.true_p[j] <= hi)
+        divergences[j] = fitted.diagnostics.divergences
+        max_rhat[j] = fitted.diagnostics.max_rhat
+    ds = xr.Dataset(
+        {
+            "rank": (("simulation", "parameter"), ranks),
+            "covered": (("simulation", "regimen", "severity"), covered),
+            "divergences": ("simulation", divergences),
+            "max_rhat": ("simulation", max_rhat),
+        },
+        coords={"simulation": list(task.simulations), "parameter": names},
+    )
+    return ds, []
+
+
 def sbc(
     spec: ModelSpec | str,
     design: CellTable,
@@ -146,6 +210,7 @@ def sbc(
     target_accept: float | None = None,
     progress: bool = False,
     external: ExternalEvidence | None = None,
+    executor: cf.Executor | None = None,
 ) -> SBCResult:
     """Simulation-based calibration of ``spec`` on a fixed ``design``.
 
@@ -176,6 +241,10 @@ def sbc(
         under ``joint`` the external studies' counts are simulated too, with the
         cohort's, from the prior predictive. The power prior is not generative (its
         weighted likelihood is not a sampling model) and is refused.
+    executor : concurrent.futures.Executor, optional
+        Runs chunks of simulations in parallel, through the runner that operating
+        characteristics use (``runner.run_chunks``); every fit keeps its own seed
+        (``seed + 1 + i``), so the result does not depend on it.
 
     Returns
     -------
@@ -210,7 +279,15 @@ def sbc(
         warnings.simplefilter("ignore", UserWarning)
         prior = pm.sample_prior_predictive(draws=n_sims, model=model, random_seed=seed)
     truth_post = prior["prior"].to_dataset()
-    simulated = prior["prior_predictive"][v.RESPONDERS].values.reshape(n_sims, -1)
+    partial = None
+    if spec.response_scale == "ordinal":
+        # NR / PR / CR counts per cell; the cells carry CR (or CR+PR) and PR
+        counts = prior["prior_predictive"][v.RESPONSES].values.reshape(n_sims, -1, 3)
+        partial = counts[..., 1]
+        orr = design.outcome.response == "orr"
+        simulated = counts[..., 2] + (partial if orr else 0)
+    else:
+        simulated = prior["prior_predictive"][v.RESPONDERS].values.reshape(n_sims, -1)
     borrowings = [None] * n_sims
     if external is not None:
         sim_external = None
@@ -230,34 +307,39 @@ def sbc(
     true_p = _typical_p(truth_post, design)  # (sim, regimen, severity)
 
     names = list(truths)
-    ranks = np.zeros((n_sims, len(names)), dtype=np.int64)
-    covered = np.zeros((n_sims, len(design.regimens), len(design.severities)), dtype=np.int8)
-    divergences = np.zeros(n_sims, dtype=np.int64)
-    max_rhat = np.zeros(n_sims)
     lo_q, hi_q = (1 - interval) / 2, 1 - (1 - interval) / 2
     t0 = time.perf_counter()
     # thinned draws for the ranks: close to independent, as ranks require
     keep = np.linspace(0, draws * chains - 1, n_keep).round().astype(int)
-    for i in range(n_sims):
-        cells = design.with_counts(design.n, simulated[i])
-        fitted = fit_cells(
-            cells,
-            fit_spec,
+    tasks = [
+        _SBCChunk(
+            design=design,
+            spec=fit_spec,
             settings=settings,
-            seed=seed + 1 + i,
-            warn=False,
-            borrowing=borrowings[i],
+            seed=seed,
+            simulations=tuple(chunk),
+            responders=simulated[chunk],
+            partial=None if partial is None else partial[chunk],
+            borrowings=tuple(borrowings[i] for i in chunk),
+            truths={name: truths[name][chunk] for name in names},
+            true_p=true_p[chunk],
+            keep=keep,
+            quantiles=(lo_q, hi_q),
         )
-        post = fitted.posterior["posterior"].to_dataset()
-        for j, (name, values) in enumerate(_parameter_draws(post, design).items()):
-            ranks[i, j] = int((values[keep] < truths[name][i]).sum())
-        p = _typical_p(post, design)
-        lo, hi = np.quantile(p, [lo_q, hi_q], axis=0)
-        covered[i] = (lo <= true_p[i]) & (true_p[i] <= hi)
-        divergences[i] = fitted.diagnostics.divergences
-        max_rhat[i] = fitted.diagnostics.max_rhat
-        if progress and (i + 1) % 25 == 0:
-            print(f"  {i + 1}/{n_sims} simulations, {time.perf_counter() - t0:.0f} s", flush=True)
+        for chunk in np.array_split(np.arange(n_sims), max(1, -(-n_sims // SBC_CHUNK)))
+    ]
+    chunks = run_chunks(
+        tasks,
+        _sbc_chunk,
+        sizes=[len(t.simulations) for t in tasks],
+        executor=executor,
+        progress=progress,
+    )
+    per_sim = xr.concat([ds for ds, _ in chunks], "simulation")
+    ranks = per_sim["rank"].values
+    covered = per_sim["covered"].values
+    divergences = per_sim["divergences"].values
+    max_rhat = per_sim["max_rhat"].values
 
     sim = np.arange(n_sims)
     coords = {"simulation": sim, "parameter": names}

@@ -106,12 +106,17 @@ class CellTable:
         }[factor]
         return pd.Categorical(self.frame[factor], categories=list(levels)).codes.astype(np.int64)
 
-    def with_counts(self, n: np.ndarray, y: np.ndarray) -> CellTable:
+    def with_counts(
+        self, n: np.ndarray, y: np.ndarray, n_pr: np.ndarray | None = None
+    ) -> CellTable:
         """Same cells, new counts (used for leave-out and simulated data). Partial
-        responses, where the table has them, are kept, and zeroed where ``n = 0``."""
+        responses are replaced by ``n_pr`` when given; otherwise, where the table has
+        them, kept, and zeroed where ``n = 0``."""
         n, y = np.asarray(n, dtype=np.int64), np.asarray(y, dtype=np.int64)
         frame = self.frame.assign(n=n, y=y)
-        if "n_pr" in frame:
+        if n_pr is not None:
+            frame["n_pr"] = np.asarray(n_pr, dtype=np.int64)
+        elif "n_pr" in frame:
             frame["n_pr"] = np.where(n == 0, 0, frame["n_pr"].to_numpy())
         return replace(self, frame=frame)
 

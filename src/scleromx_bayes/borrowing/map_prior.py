@@ -82,7 +82,7 @@ class MAPPrior:
     accuracy : pandas.DataFrame
         CR-probability quantiles of the draws against the mixture's.
     tau : dict
-        Posterior mean and 95% interval of the between-study SD.
+        Posterior mean, SD, median and 95% interval of the between-study SD.
     diagnostics : Diagnostics
         Of the meta-analysis sampling (R-hat, ESS, divergences).
     """
@@ -249,6 +249,8 @@ def map_prior(
         aic=aic,
         tau={
             "mean": float(tau.mean()),
+            "sd": float(tau.std(ddof=1)),
+            "median": float(np.median(tau)),
             "q2.5": float(np.quantile(tau, 0.025)),
             "q97.5": float(np.quantile(tau, 0.975)),
         },

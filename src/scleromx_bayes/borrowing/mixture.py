@@ -235,9 +235,12 @@ class BetaMixture(_Prior):
         hess = -(self.a - 1) / p[:, None] ** 2 - (self.b - 1) / (1 - p[:, None]) ** 2
         info = _mixture_information(self._log_parts(p), grad, hess)
         if method == "elir":
-            if (self.a <= 1).any() or (self.b <= 1).any():
-                # the defining integral diverges (RBesT refuses these too)
-                raise ValueError("the elir ESS of a beta mixture needs every a > 1 and b > 1")
+            if (self.a < 1).any() or (self.b < 1).any():
+                # a component with a < 1 puts (a - 1) / p^2 information where its density
+                # grows like p^(a - 1): the defining integral diverges. At a = 1 the term
+                # vanishes (a uniform robust component is fine: RBesT gives 27 patients for
+                # its robustified AS prior, as this does)
+                raise ValueError("the elir ESS of a beta mixture needs every a >= 1 and b >= 1")
             return float((self._grid_weights() * info * p * (1 - p)).sum())
         if method == "morris":
             mode = self._mode()

@@ -58,36 +58,44 @@ def _pymc_loop(cells, spec, responders: np.ndarray, seed: int) -> dict:
     }
 
 
-def bench_oc(seed: int, n_sims: int = 1000, workers: int = 2, comparator: int = 10) -> dict:
+def bench_oc(
+    seed: int, n_sims: int = 1000, workers: int = 2, comparator: int = 10, exnex_sims: int = 300
+) -> dict:
     cohort = sxb.load_example()
     null = sxb.Truth.at_reference(cohort)
     rule = sxb.DecisionRule.better(0.9)
     settings = replace(OC_SETTINGS, cores=1)  # one thread per worker process
     pool = cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
-    t0 = time.perf_counter()
+    # one spec at a time on the same pool, so the record says where the time goes
+    # (a user passes all three at once: the same fits, the same total)
+    sims_of = {name: min(n_sims, exnex_sims) if name == "exnex" else n_sims for name in SPECS}
+    walls, parts = {}, {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        oc = sxb.operating_characteristics(
-            cohort,
-            list(SPECS),
-            null,
-            rule,
-            n_sims=n_sims,
-            seed=seed,
-            settings=settings,
-            executor=pool,
-        )
-    ours_wall = time.perf_counter() - t0
+        for name in SPECS:
+            t0 = time.perf_counter()
+            parts[name] = sxb.operating_characteristics(
+                cohort,
+                name,
+                null,
+                rule,
+                n_sims=sims_of[name],
+                seed=seed,
+                settings=settings,
+                executor=pool,
+            )
+            walls[name] = time.perf_counter() - t0
     pool.shutdown()
+    per_fit = {name: walls[name] / sims_of[name] for name in SPECS}
     fits = n_sims * len(SPECS)
+    ours_wall = sum(per_fit[name] * n_sims for name in SPECS)  # every spec at n_sims
     cells = as_design(cohort)
     loops = {}
     for name in SPECS:
-        y = oc["sim_responders"].sel(spec=name, truth=null.name).values[:comparator]
+        y = parts[name]["sim_responders"].sel(spec=name, truth=null.name).values[:comparator]
         loops[name] = _pymc_loop(cells, sxb.load_spec(name), y, seed)
-    per_fit = float(np.mean([r["per_fit_s"] for r in loops.values()]))
-    projected = per_fit * fits
-    fp = oc["p_decision"].sel(decision="go", truth=null.name).mean(("regimen", "severity"))
+    loop_per_fit = float(np.mean([r["per_fit_s"] for r in loops.values()]))
+    projected = loop_per_fit * fits
     return {
         "benchmark": "oc",
         "design": "synthetic example cohort (33 patients, 46 evaluable episodes, 31 cells)",
@@ -97,17 +105,23 @@ def bench_oc(seed: int, n_sims: int = 1000, workers: int = 2, comparator: int = 
         "settings": {**settings.to_attrs(), "workers": workers},
         "seed": seed,
         "ours": {
-            "wall_s": ours_wall,
-            "per_fit_s": ours_wall / fits,
+            "simulations_timed_per_spec": sims_of,
+            "wall_s_measured_per_spec": walls,
+            "per_fit_s_per_spec": per_fit,
+            "wall_s_for_all_fits": ours_wall,
             "within_10_minutes": ours_wall <= 600,
-            "n_failed_diagnostics": int(oc["n_failed_diagnostics"].sum()),
-            "n_errors": int(oc["n_errors"].sum()),
-            "mean_false_positive_rate": {s: float(fp.sel(spec=s).item()) for s in SPECS},
+            "fits_failing_diagnostics": {
+                k: int(p["n_failed_diagnostics"].sum()) for k, p in parts.items()
+            },
+            "n_errors": int(sum(int(p["n_errors"].sum()) for p in parts.values())),
+            "mean_false_positive_rate": {
+                k: float(p["p_decision"].sel(decision="go").mean()) for k, p in parts.items()
+            },
         },
         "pm_sample_loop": {
             "measured_on_fits_per_spec": comparator,
             "per_spec": loops,
-            "per_fit_s": per_fit,
+            "per_fit_s": loop_per_fit,
             "projected_wall_s_for_all_fits": projected,
         },
         "ratio_pm_sample_over_ours": projected / ours_wall,

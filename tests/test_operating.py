@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 from conftest import run_cli
 from scipy.special import expit
 from scipy.stats import binom, norm
@@ -377,3 +378,68 @@ def test_cli_oc_bad_input_exits_2_and_writes_nothing(tmp_path, extra, message):
     assert res.returncode == 2, res.stderr
     assert message in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "oc").exists()
+
+
+def test_complete_pooling_has_no_contrast_to_decide(example):
+    """As in the summary: under complete pooling regimens are equal by assumption, so
+    P(better) is undefined (NaN), not a 'no-go' in every simulation."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        oc = sxb.operating_characteristics(
+            example,
+            "complete_pooling",
+            sxb.Truth.all_equal(0.4),
+            sxb.DecisionRule.better(0.9),
+            n_sims=2,
+            seed=1,
+            settings=sxb.SamplerSettings(draws=100, tune=100, chains=2),
+        )
+    assert oc["sim_prob_better"].isnull().all()
+    assert oc["p_decision"].isnull().all() and oc["p_any_go"].isnull().all()
+    assert oc["bias"].sel(estimand="p_cr").notnull().all()  # CR probabilities still judged
+
+
+def test_evaluate_counts_hundreds_of_simulations_exactly():
+    """The characteristics from per-simulation results alone (no fitting): 300
+    simulations with known P(better) values give the known rates and counts."""
+    n = 300
+    rng = np.random.default_rng(0)
+    pb = rng.uniform(size=(1, 1, n, 2, 1))
+    status = np.zeros((1, 1, n), dtype=np.int8)
+    status[0, 0, :7] = 1  # failed diagnostics
+    status[0, 0, 7:9] = 2  # errors: no fit
+    pb[0, 0, 7:9] = np.nan
+    est = np.full((1, 1, n, 2, 2, 1), 0.5)
+    cell = ("spec", "truth", "simulation", "estimand", "regimen", "severity")
+    sims = xr.Dataset(
+        {
+            "prob_better": (("spec", "truth", "simulation", "regimen", "severity"), pb),
+            "prob_above": (
+                ("spec", "truth", "simulation", "regimen", "severity", "p0"),
+                pb[..., None],
+            ),
+            "status": (("spec", "truth", "simulation"), status),
+            "estimate": (cell, est),
+            "lower": (cell, est - 0.1),
+            "upper": (cell, est + 0.1),
+            "true_value": (cell, est + 0.05),
+        },
+        coords={
+            "spec": ["s"],
+            "truth": ["t"],
+            "simulation": np.arange(n),
+            "regimen": ["A", "B"],
+            "severity": ["all"],
+            "p0": [0.3],
+            "estimand": ["p_cr", "risk_difference"],
+        },
+    )
+    out = evaluate(sims, sxb.DecisionRule.better(0.8))
+    assert int(out["n_simulations"].item()) == n
+    assert int(out["n_errors"].item()) == 2 and int(out["n_failed_diagnostics"].item()) == 7
+    assert int(out["n_used"].item()) == n - 2
+    fitted = pb[0, 0, 9:, 1, 0].tolist() + pb[0, 0, :7, 1, 0].tolist()
+    go = out["p_decision"].sel(decision="go", regimen="B").item()
+    assert go == pytest.approx(np.mean(np.array(fitted) > 0.8))
+    assert out["bias"].sel(estimand="p_cr").values == pytest.approx(-0.05)
+    assert out["coverage"].sel(estimand="p_cr").values == pytest.approx(1.0)

@@ -67,6 +67,7 @@ from .operating import (
     DecisionRule,
     Truth,
     calibrate,
+    oc_focus,
     oc_table,
     operating_characteristics,
     read_design,
@@ -75,6 +76,7 @@ from .operating import (
 )
 from .plots import borrowing_plot, forest_plot, oc_plot, predictive_plot, sensitivity_forest
 from .provenance import DataProvenance
+from .report import ReportFiles, report
 from .sensitivity import (
     Grid,
     GridError,
@@ -99,6 +101,7 @@ __all__ = [
     "DecisionRule",
     "Truth",
     "calibrate",
+    "oc_focus",
     "oc_plot",
     "oc_table",
     "operating_characteristics",
@@ -157,6 +160,8 @@ __all__ = [
     "read_data",
     "read_dataset",
     "read_posterior",
+    "report",
+    "ReportFiles",
     "run_sensitivity",
     "sbc",
     "sensitivity_forest",

@@ -968,7 +968,7 @@ def oc_command(
                 f"holds every comparison's false-positive rate at <= {calibrate:g} "
                 f"(here {cal.false_positive_rate:.3f})"
             )
-    regimen, severity = _oc_focus(oc, truths)
+    regimen, severity = sxb.oc_focus(oc)
     with sxb.output_folder(out_dir) as stage:
         sxb.write_dataset(oc, stage / "oc.nc")
         sxb.write_csv(table, stage / "oc_table.csv", index=False)
@@ -977,19 +977,106 @@ def oc_command(
     say("wrote " + ", ".join(str(out_dir / name) for name in names))
 
 
-def _oc_focus(oc, truths) -> tuple[str, str]:
-    """The regimen the plot is about (the first one a truth makes better, else the
-    non-reference one with most patients) and its best-represented severity."""
-    ref = oc.attrs["reference_regimen"]
-    named = [r for t in truths for r in t.delta]
-    n = oc["design_n"]
-    if named:
-        regimen = named[0]
-    else:
-        others = n.drop_sel(regimen=ref).sum("severity")
-        regimen = str(others["regimen"].values[int(others.values.argmax())])
-    row = n.sel(regimen=regimen)
-    return regimen, str(row["severity"].values[int(row.values.argmax())])
+@app.command("report")
+def report_command(
+    data: Annotated[Path, typer.Argument(help="Episode or counts table (.csv, .parquet, .xlsx).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder for the report.")],
+    model: Annotated[
+        list[str] | None,
+        typer.Option(help="Spec name or .toml path; the first is reported, others compared."),
+    ] = None,
+    grid: Annotated[
+        str | None, typer.Option(help="Also run this sensitivity grid (name or .toml).")
+    ] = None,
+    evidence: Annotated[
+        Path | None, typer.Option(help="Published series, for a model that borrows.")
+    ] = None,
+    oc: Annotated[
+        Path | None, typer.Option(help="An operating-characteristics Dataset (oc.nc from 'oc').")
+    ] = None,
+    outcome: OutcomeOpt = Outcome.cr,
+    ne: NEOpt = NEPolicy.exclude,
+    kind: KindOpt = Kind.auto,
+    sheet: SheetOpt = None,
+    encoding: EncodingOpt = None,
+    severity_order: SeverityOrderOpt = None,
+    draws: DrawsOpt = 1000,
+    tune: TuneOpt = 1000,
+    chains: ChainsOpt = 4,
+    seed: SeedOpt = 1,
+    decision: Annotated[
+        float, typer.Option(min=0.5, max=1.0, help="Decision threshold on P(better).")
+    ] = 0.9,
+) -> None:
+    """Fit DATA and write a report a manuscript can use: report.html (self-contained),
+    report.md, every table as CSV and LaTeX, every figure as PNG and SVG."""
+    sxb.check_writable(out_dir)
+    cohort = _load(data, kind, sheet, encoding, severity_order)
+    studies = sxb.read_evidence(evidence, regimens=cohort.regimens) if evidence else None
+    oc_data = sxb.read_dataset(oc) if oc is not None else None
+    the_grid = sxb.load_grid(grid) if grid else None
+    specs = [sxb.load_spec(m) for m in (model or ["base"])]
+    definition = sxb.OutcomeDefinition(outcome.value, ne=ne.value)
+    settings = {"draws": draws, "tune": tune, "chains": chains, "seed": seed}
+    fits = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # diagnostics go into the report
+        for spec in specs:
+            say(f"fitting {spec.name} ...")
+            fits[spec.name] = sxb.fit(
+                cohort, spec, outcome=definition, evidence=studies, **settings
+            )
+    sens = tipping = None
+    main_fit = fits[specs[0].name]
+    if the_grid is not None:
+        say(f"running the sensitivity grid {the_grid.name} ...")
+        sens = sxb.run_sensitivity(cohort, the_grid, progress=True, evidence=studies)
+        # the tipping point of the contrast closest to a claim: the largest P(better)
+        # (a scale tipping point needs partial pooling; otherwise the regimen's prior
+        # is shifted; complete pooling has no contrast to tip)
+        pooling = specs[0].regimen_pooling
+        if pooling != "complete":
+            best = main_fit.summary()["prob_better"].fillna(-1).argmax(...)
+            regimen = str(main_fit.cells.regimens[int(best["regimen"])])
+            severity = str(main_fit.cells.severities[int(best["severity"])])
+            say(f"tipping point of {regimen} ({severity}) ...")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                tipping = sxb.tipping_point(
+                    cohort,
+                    regimen,
+                    severity=severity,
+                    kind="scale" if pooling == "partial" else "shift",
+                    spec=specs[0],
+                    decision=decision,
+                    seed=seed,
+                    draws=draws,
+                    tune=tune,
+                    chains=chains,
+                )
+    others = {name: f for name, f in fits.items() if name != specs[0].name}
+    command = "scleromx-bayes " + " ".join(sys.argv[1:])
+    files = sxb.report(
+        cohort,
+        main_fit,
+        out_dir,
+        sensitivity=sens,
+        oc=oc_data,
+        compare=others or None,
+        tipping=tipping,
+        command=command,
+        decision=decision,
+    )
+    if main_fit.diagnostics.problems:
+        say(
+            Text("warning: ", style="bold yellow"),
+            "sampling diagnostics: " + "; ".join(main_fit.diagnostics.problems),
+            console=err,
+        )
+    say(
+        f"wrote {files.html}, {files.markdown}, {len(files.tables)} tables (CSV, LaTeX) and "
+        f"{len(files.figures)} figures (PNG, SVG) in {files.folder}"
+    )
 
 
 @app.command()

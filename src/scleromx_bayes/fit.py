@@ -345,11 +345,27 @@ def _sample_pymc(
     return tree, FitTiming(True, float("nan"), time.perf_counter() - t0)
 
 
+_names: dict[tuple, frozenset[str]] = {}
+
+
+def _own_names(cells: CellTable, spec: ModelSpec, external) -> frozenset[str]:
+    """The variables the spec's own model stores. They depend on its structure (and
+    on what it borrows), not on counts or prior values, so the model is built once
+    per structure, not once per fit (a build costs 0.06-0.18 s: a third of a warm
+    fit of the example)."""
+    borrowed = None if external is None else (external.method, tuple(external.regimens))
+    key = (effective_structure(spec, cells), borrowed, tuple(cells.regimens))
+    with _cache_lock:
+        if key not in _names:
+            _names[key] = frozenset(stored_names(build_model(cells, spec, external=external)))
+        return _names[key]
+
+
 def _tidy(tree: xr.DataTree, cells: CellTable, spec: ModelSpec, external) -> xr.DataTree:
     """Keep the spec's own model's variables (a shared graph samples switched-off
     terms from their priors too); add the counts as groups; drop what only the
     sampler needs (warm-up, text columns)."""
-    own = set(stored_names(build_model(cells, spec, external=external)))
+    own = _own_names(cells, spec, external)
     posterior = tree["posterior"].to_dataset()
     extra = [name for name in posterior.data_vars if name not in own]
     if extra:

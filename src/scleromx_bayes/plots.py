@@ -36,20 +36,32 @@ def new_figure(rows: int, columns: int, figsize: tuple[float, float], **kwargs):
     return fig, axes
 
 
+FORMATS = ("png", "svg", "pdf")
+
+
 def save_figure(fig: Figure, path: str | Path, title: str, *, synthetic: bool, dpi: int) -> Path:
-    """Title the figure (saying so when the data are synthetic) and write it as PNG
-    atomically."""
+    """Title the figure (saying so when the data are synthetic) and write it
+    atomically in the format its path names: PNG (at ``dpi``), SVG or PDF."""
+    path = Path(path)
+    fmt = path.suffix.lower().lstrip(".") or "png"
+    if fmt not in FORMATS:
+        raise ValueError(f"a figure is written as {', '.join(FORMATS)}, not {path.suffix!r}")
     if synthetic:
         title += f"\n{SYNTHETIC_NOTE}"
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi)
+        fig.savefig(tmp, format=fmt, dpi=dpi)
     return path
 
 
-def forest_plot(summary: xr.Dataset, path: str | Path, *, variable: str = "p_cr_new_site") -> Path:
+def forest_plot(
+    summary: xr.Dataset,
+    path: str | Path,
+    *,
+    variable: str = "p_cr_new_site",
+    dpi: int = 110,
+) -> Path:
     """Forest plot of CR probability (mean and HDI) by regimen, one panel per severity.
 
     Examples
@@ -81,7 +93,7 @@ def forest_plot(summary: xr.Dataset, path: str | Path, *, variable: str = "p_cr_
         ax.set_title(str(sev))
         ax.set_xlabel(f"P(CR), mean and {prob:.0%} HDI")
     title = f"CR probability at a new centre - model '{summary.attrs.get('model_name', '?')}'"
-    return save_figure(fig, path, title, synthetic=bool(summary.attrs.get("synthetic")), dpi=110)
+    return save_figure(fig, path, title, synthetic=bool(summary.attrs.get("synthetic")), dpi=dpi)
 
 
 def sensitivity_forest(
@@ -90,6 +102,7 @@ def sensitivity_forest(
     *,
     severity: str | None = None,
     variable: str = "risk_difference",
+    dpi: int = 100,
 ) -> Path:
     """Forest plot of a contrast (or CR probability) in every scenario: one panel per
     regimen, one row per scenario; the baseline in black, failed scenarios hollow.
@@ -136,10 +149,10 @@ def sensitivity_forest(
         "p_cr_new_site": "CR probability at a new centre",
     }.get(variable, variable)
     title = f"Sensitivity: {label} ({severity}); hollow = failed diagnostics"
-    return save_figure(fig, path, title, synthetic=bool(sens.attrs.get("synthetic")), dpi=100)
+    return save_figure(fig, path, title, synthetic=bool(sens.attrs.get("synthetic")), dpi=dpi)
 
 
-def predictive_plot(check: xr.Dataset, path: str | Path) -> Path:
+def predictive_plot(check: xr.Dataset, path: str | Path, *, dpi: int = 100) -> Path:
     """Observed CR proportion per regimen x severity (dot) against the predictive
     interval of the proportion (bar), one panel per severity; PNG."""
     severities = list(check["severity"].values)
@@ -178,7 +191,7 @@ def predictive_plot(check: xr.Dataset, path: str | Path) -> Path:
         f"{check.attrs['kind'].capitalize()} check: observed CR proportion (dot) and "
         f"{check.attrs['interval']:.0%} predictive interval (bar)"
     )
-    return save_figure(fig, path, title, synthetic=bool(check.attrs.get("synthetic")), dpi=100)
+    return save_figure(fig, path, title, synthetic=bool(check.attrs.get("synthetic")), dpi=dpi)
 
 
 def borrowing_plot(
@@ -189,6 +202,7 @@ def borrowing_plot(
     cohort: tuple[int, int] | None = None,
     title: str = "",
     synthetic: bool = False,
+    dpi: int = 150,
 ) -> Path:
     """The borrowed prior (and its robust version) against the cohort's likelihood,
     as densities of the CR probability.
@@ -216,7 +230,7 @@ def borrowing_plot(
     ax.set_ylabel("density")
     ax.set_xlim(0, 1)
     ax.legend(frameon=False, fontsize=8)
-    return save_figure(fig, path, title or "Borrowed prior", synthetic=synthetic, dpi=150)
+    return save_figure(fig, path, title or "Borrowed prior", synthetic=synthetic, dpi=dpi)
 
 
 def oc_plot(
@@ -226,6 +240,7 @@ def oc_plot(
     regimen: str,
     severity: str,
     decision: str = "go",
+    dpi: int = 150,
 ) -> Path:
     """P(go) against the true difference in CR probability (new centre) of
     ``regimen`` over the reference, one line per model and one panel per rule; bars
@@ -237,7 +252,8 @@ def oc_plot(
     >>> oc_plot(oc, "oc.png", regimen="DNS rescue", severity="severe")  # doctest: +SKIP
     """
     rules = list(oc["rule"].values)
-    fig, axes = new_figure(1, len(rules), (4.6 * len(rules), 3.8))
+    # wide enough for the title even with one panel
+    fig, axes = new_figure(1, len(rules), (max(7.0, 4.6 * len(rules)), 3.8))
     at = {"regimen": regimen, "severity": severity}
     x = oc["true_value"].sel(estimand="risk_difference", **at).isel(spec=0)
     order = np.argsort(x.values)
@@ -263,4 +279,4 @@ def oc_plot(
         ax.legend(frameon=False, fontsize=8)
     n = int(oc.attrs["n_sims"])
     title = f"Operating characteristics: {regimen}, {severity} disease ({n} simulated cohorts each)"
-    return save_figure(fig, path, title, synthetic=True, dpi=150)
+    return save_figure(fig, path, title, synthetic=True, dpi=dpi)

@@ -10,7 +10,7 @@ target false-positive rate).
 
 from .calibrate import Calibration, calibrate, threshold_for
 from .design import as_design, read_design
-from .read import oc_table
+from .read import oc_focus, oc_table
 from .rules import DECISIONS, DecisionRule
 from .run import OC_CRITERIA, OC_SETTINGS, evaluate, operating_characteristics
 from .truth import Truth, reference_rates
@@ -25,6 +25,7 @@ __all__ = [
     "as_design",
     "calibrate",
     "evaluate",
+    "oc_focus",
     "oc_table",
     "operating_characteristics",
     "read_design",

@@ -20,6 +20,7 @@ from ..borrowing import Borrowing
 from ..cohort import CellTable
 from ..diagnostics import ConvergenceCriteria
 from ..fit import SEED_MAX, SamplerSettings, fit_cells
+from ..model import effective_structure
 from ..summary import expected_expit, posterior_probabilities
 from .truth import Truth
 
@@ -137,6 +138,11 @@ def run_chunk(task: ChunkTask) -> tuple[xr.Dataset, list[str]]:
     for name in ("estimate", "lower", "upper", "true_value"):  # no contrast with itself
         out[name][:, 1, ref, :] = np.nan
     out["prob_better"][:, ref, :] = np.nan
+    if not effective_structure(task.spec, design).contrasts_defined:
+        # complete pooling: regimens equal by assumption, as the summary says (NaN)
+        for name in ("estimate", "lower", "upper"):
+            out[name][:, 1] = np.nan
+        out["prob_better"][:] = np.nan
     cell = ("simulation", "estimand", "regimen", "severity")
     dims = {
         "estimate": cell,

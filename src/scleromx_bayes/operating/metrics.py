@@ -54,7 +54,7 @@ def decision_probabilities(
         p_parts.append(xr.concat(ps, dim))
         se_parts.append(xr.concat(ses, dim))
         any_go = hits[0].any(("regimen", "severity"))
-        p, se = _proportion(any_go, used, xr.ones_like(any_go, dtype=bool))
+        p, se = _proportion(any_go, used, known.any(("regimen", "severity")))
         any_p.append(p)
         any_se.append(se)
     rule_dim = xr.DataArray([r.name for r in rules], dims="rule", name="rule")

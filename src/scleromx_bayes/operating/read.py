@@ -3,10 +3,12 @@ x severity, in the words of a methods section."""
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import xarray as xr
 
-__all__ = ["oc_table"]
+__all__ = ["oc_focus", "oc_table"]
 
 
 def oc_table(oc: xr.Dataset) -> pd.DataFrame:
@@ -75,3 +77,18 @@ def oc_table(oc: xr.Dataset) -> pd.DataFrame:
     frame = frame.sort_values(first[:5]).reset_index(drop=True)
     frame[first[:5]] = frame[first[:5]].astype(str)
     return frame[first + [c for c in frame.columns if c not in first]]
+
+
+def oc_focus(oc: xr.Dataset) -> tuple[str, str]:
+    """The regimen an OC plot is about (the first one a truth makes better, else the
+    non-reference one with most patients) and its best-represented severity."""
+    ref = oc.attrs["reference_regimen"]
+    named = [r for t in json.loads(oc.attrs["truths"]) for r in t.get("delta", {})]
+    n = oc["design_n"]
+    if named:
+        regimen = named[0]
+    else:
+        others = n.drop_sel(regimen=ref).sum("severity")
+        regimen = str(others["regimen"].values[int(others.values.argmax())])
+    row = n.sel(regimen=regimen)
+    return regimen, str(row["severity"].values[int(row.values.argmax())])

@@ -335,7 +335,10 @@ def evaluate(
     order = ("spec", "truth", "rule", "estimand", "regimen", "severity", "decision")
     out = out.transpose(*[d for d in order if d in out.dims], ...)
     status = sims["status"]
-    out["n_simulations"] = status.sizes["simulation"] + 0 * status.isel(simulation=0)
+    # counts in int64: the status codes are int8, and 128 simulations would overflow
+    out["n_simulations"] = xr.full_like(
+        status.isel(simulation=0, drop=True), status.sizes["simulation"], dtype=np.int64
+    )
     out["n_failed_diagnostics"] = (status == STATUS["failed_diagnostics"]).sum("simulation")
     out["n_errors"] = (status == STATUS["error"]).sum("simulation")
     out["n_used"] = used.sum("simulation")

@@ -147,7 +147,7 @@ def _data_section(cohort: Cohort, summary: xr.Dataset) -> Section:
 
 def _methods_section(fit, summary, compare, sensitivity, oc) -> Section:
     s = Section("methods", "Methods")
-    compared = list(compare) if compare else []
+    compared = [fit.spec.name, *compare] if compare else []
     for text in methods_paragraphs(fit, summary, compared=compared, sensitivity=sensitivity, oc=oc):
         s.paragraph(text)
     return s

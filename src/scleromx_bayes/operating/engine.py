@@ -16,11 +16,12 @@ import numpy as np
 import xarray as xr
 from scipy.special import expit
 
-from ..borrowing import Borrowing
+from ..borrowing import PreparedBorrowing
 from ..cohort import CellTable
 from ..diagnostics import ConvergenceCriteria
 from ..fit import SEED_MAX, SamplerSettings, fit_cells
 from ..model import effective_structure
+from ..spec import ModelSpec
 from ..summary import expected_expit, posterior_probabilities
 from .truth import Truth
 
@@ -62,7 +63,7 @@ class ChunkTask:
     (picklable: it crosses to processes and Dask workers)."""
 
     design: CellTable
-    spec: object  # ModelSpec
+    spec: ModelSpec
     truth: Truth
     simulations: tuple[int, ...]
     seed: int
@@ -71,7 +72,7 @@ class ChunkTask:
     reference: str
     p0s: tuple[float, ...]
     interval: float
-    borrowing: Borrowing | None = None
+    borrowing: PreparedBorrowing | None = None  # a MAP prior fitted once, in the parent
 
 
 def _empty(task: ChunkTask) -> dict[str, np.ndarray]:

@@ -62,14 +62,17 @@ def report(
     ``*.tex`` (booktabs), ``figures/*.png`` (300 dpi) and ``*.svg``.
 
     Every number is read from ``fit.summary()`` and the other results passed in
-    (nothing is refitted here): the data, a methods paragraph written from the spec,
-    the results with a paragraph of their numbers, model checking (diagnostics with a
-    red banner when a threshold is crossed, the posterior predictive check, LOO when
-    ``compare`` holds other fits of the same cohort), sensitivity (``sensitivity``
-    from :func:`run_sensitivity`, ``tipping`` from :func:`tipping_point`), borrowing
-    (when the fit borrowed), operating characteristics (``oc``) and a
-    reproducibility appendix. Synthetic data carry a banner in every section and on
-    every figure. Files are staged and moved into place only when all are written.
+    (nothing is refitted here; the power-scaling check adds ``log_prior`` and
+    ``log_likelihood`` groups to ``fit.posterior``, as :func:`power_scaling` does).
+    The sections: the data, a methods paragraph written from the spec, the results
+    with a paragraph of their numbers, model checking (diagnostics with a red banner
+    when a threshold is crossed, the posterior predictive check, power scaling, LOO
+    when ``compare`` holds other fits of the same cohort), sensitivity
+    (``sensitivity`` from :func:`run_sensitivity`, ``tipping`` from
+    :func:`tipping_point`), borrowing (when the fit borrowed), operating
+    characteristics (``oc``) and a reproducibility appendix. Synthetic data carry a
+    banner in every section and on every figure. Files are staged and moved into
+    place only when all are written.
 
     Parameters
     ----------

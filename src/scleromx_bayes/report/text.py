@@ -100,8 +100,8 @@ def methods_paragraphs(fit, summary: xr.Dataset, *, compared=(), sensitivity=Non
         terms.append("a partially pooled regimen-by-severity interaction")
     if eff.patient_effect:
         terms.append("a patient random effect")
-    if spec.covariates:
-        terms.append(f"standardised covariates ({', '.join(spec.covariates)})")
+    if eff.covariates:
+        terms.append(f"standardised covariates ({', '.join(eff.covariates)})")
     if spec.response_scale == "ordinal":
         likelihood = (
             "Responses (no response < partial response < complete response) in each "

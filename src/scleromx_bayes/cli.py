@@ -60,9 +60,11 @@ class BadInput(InputError):
     """An impossible combination of options; reported without a traceback."""
 
 
-def say(*parts: str | Text, console: Console = out) -> None:
-    """Print text literally (user labels may contain square brackets)."""
-    console.print(Text.assemble(*parts))
+def say(*parts: str | Text, console: Console = out, wrap: bool = True) -> None:
+    """Print text literally (user labels may contain square brackets). ``wrap=False``
+    prints it on one line, however long (the terminal folds it): an error message's
+    file names and quoted values stay whole, to copy or to search for."""
+    console.print(Text.assemble(*parts), soft_wrap=not wrap)
 
 
 def _title(text: str, synthetic: bool) -> Text:
@@ -1122,7 +1124,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=args)
     except InputError as exc:
-        say(Text("error: ", style="bold red"), str(exc), console=err)
+        say(Text("error: ", style="bold red"), str(exc), console=err, wrap=False)
         sys.exit(2)
     except Exception as exc:
         if "--debug" in args:

@@ -265,3 +265,24 @@ def test_report_numbers_do_not_drift_from_a_read_back_summary(example_report, tm
         cell = ds["p_cr_new_site"].sel(regimen=regimen, severity=severity)
         assert row["mean"] == pytest.approx(float(cell.sel(stat="mean")), rel=1e-12)
     assert isinstance(ds, xr.Dataset) and np.isfinite(frame["mean"]).all()
+
+
+def test_a_borrowing_fit_reports_ess_weight_and_conflict(example, tmp_path):
+    from scleromx_bayes.borrowing.evidence import example_evidence_path
+
+    evidence = sxb.read_evidence(example_evidence_path(), regimens=example.regimens)
+    fit = quiet_fit(example, "robust_map", evidence=evidence, draws=200, tune=200, chains=2)
+    ds = fit.summary()
+    files = sxb.report(example, fit, tmp_path / "r")
+    table = tables_of(files.html.read_text())["table-borrowing"]
+    assert table["header"][:3] == ["regimen", "prior ESS (elir)", "prior ESS (moment)"]
+    assert len(table["rows"]) == len(fit.borrowing.mixtures)
+    for row in table["rows"]:
+        ess = float(ds["prior_ess"].sel(regimen=row[0], ess_method="elir"))
+        assert row[1] == f"{ess:.2f}"
+        weight = float(ds["robust_weight_posterior"].sel(regimen=row[0]))
+        assert row[4] == f"{weight:.2f}"
+        assert row[6]  # the studies borrowed from, cited
+    html = files.html.read_text()
+    assert "meta-analytic-predictive" in html and "Schmidli" in html  # method and citation
+    assert "SYNTHETIC" in html  # synthetic evidence makes the result so

@@ -105,6 +105,12 @@ def threshold_for(
         return max(_threshold(v[:, j], target) for j in range(v.shape[1]))
 
     c = pick(values)
+    if not c < 1:
+        raise SettingsError(
+            f"no threshold below 1 holds the false-positive rate at {target:g}: over "
+            f"{target:.0%} of the null simulations give a posterior probability of 1 "
+            "(more draws per fit resolve it)"
+        )
     hits = values > c
     rate_hits = hits.any(axis=1) if error == "familywise" else hits
     rate = float(rate_hits.mean(axis=0).max()) if rate_hits.ndim > 1 else float(rate_hits.mean())
@@ -116,12 +122,6 @@ def threshold_for(
         dims=("regimen", "severity"),
         coords={"regimen": q["regimen"].values, "severity": q["severity"].values},
     )
-    if not c < 1:
-        raise SettingsError(
-            f"no threshold below 1 holds the false-positive rate at {target:g}: over "
-            f"{target:.0%} of the null simulations give a posterior probability of 1 "
-            "(more draws per fit resolve it)"
-        )
     rule = DecisionRule.better(c) if quantity == "better" else DecisionRule.above(p0, c)
     return Calibration(
         threshold=c,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import write_csv
 
 import scleromx_bayes as sxb
+from conftest import write_csv
 from scleromx_bayes import CohortError, OutcomeDefinition
 
 HEADER = "patient_id,site,regimen,severity,response\n"
@@ -257,6 +257,19 @@ def test_bad_counts(tmp_path, row, message):
     with pytest.raises(CohortError) as e:
         sxb.read_counts(path)
     assert any(message in p for p in problems(e.value)), problems(e.value)
+
+
+def test_bad_counts_and_bad_sums_reported_together(tmp_path):
+    # a row whose counts cannot be read does not hide another row's impossible sum
+    path = write_csv(
+        tmp_path, "site,regimen,severity,n,n_cr\nA,R,severe,3,4\nB,R,severe,3.5,1\n", "counts.csv"
+    )
+    with pytest.raises(CohortError) as e:
+        sxb.read_counts(path)
+    found = problems(e.value)
+    assert len(found) == 2, found
+    assert any("row 2, column 'n_cr': n_cr (4) is larger than n (3)" in p for p in found)
+    assert any("row 3, column 'n': count '3.5' is not a whole number" in p for p in found)
 
 
 def test_duplicated_count_cell(tmp_path):

@@ -1,10 +1,11 @@
 """scleromx_bayes: Bayesian response prediction for small rare-disease treatment cohorts.
 
 >>> import scleromx_bayes as sxb
->>> cohort = sxb.load_example()          # synthetic example cohort  # doctest: +SKIP
->>> fit = sxb.fit(cohort, "base", seed=1)                           # doctest: +SKIP
->>> ds = fit.summary()                   # xarray.Dataset            # doctest: +SKIP
->>> sens = sxb.run_sensitivity(cohort, "default", store="sens")     # doctest: +SKIP
+>>> cohort = sxb.load_example()                  # synthetic example cohort
+>>> fit = sxb.fit(cohort, "base", draws=200, tune=200, chains=2, seed=1)   # defaults: 4 x 1000
+>>> ds = fit.summary()                           # xarray.Dataset
+>>> ds.p_cr_new_site.dims
+('regimen', 'severity', 'stat')
 
 The data flow, one module (or package) a step: ``cohort`` → ``spec`` → ``model`` →
 ``fit`` → ``summary`` → ``io``; ``checks``, ``validation`` and ``sensitivity`` work

@@ -45,7 +45,15 @@ class ConvergenceCriteria:
 
 @dataclass(frozen=True)
 class Diagnostics:
-    """Convergence checks of one fit. ``ok`` is False if any check failed."""
+    """Convergence checks of one fit. ``ok`` is False if any check failed.
+
+    Examples
+    --------
+    >>> d = sxb.Diagnostics(max_rhat=1.002, min_ess_bulk=900.0, min_ess_tail=800.0,
+    ...                     divergences=0, draws_total=4000)
+    >>> d.ok
+    True
+    """
 
     max_rhat: float
     min_ess_bulk: float
@@ -56,9 +64,11 @@ class Diagnostics:
 
     @property
     def ok(self) -> bool:
+        """True when no convergence threshold is crossed."""
         return not self.problems
 
     def to_attrs(self) -> dict[str, float | int | str]:
+        """The diagnostics as flat netCDF-safe attributes."""
         return {
             "diagnostics_max_rhat": self.max_rhat,
             "diagnostics_min_ess_bulk": self.min_ess_bulk,

@@ -16,11 +16,28 @@ ECHO_LIMIT = 60
 
 
 class InputError(ValueError):
-    """Bad input that the user can fix: the message says where and how."""
+    """Bad input that the user can fix: the message says where and how.
+
+    Examples
+    --------
+    Every error a user can fix (data, spec, grid, settings) is one:
+
+    >>> issubclass(sxb.CohortError, sxb.InputError), issubclass(sxb.InputError, ValueError)
+    (True, True)
+    """
 
 
 class SettingsError(InputError):
-    """An invalid run setting (draws, tune, chains, seed, target_accept, ...)."""
+    """An invalid run setting (draws, tune, chains, seed, target_accept, ...).
+
+    Examples
+    --------
+    >>> try:
+    ...     sxb.fit(sxb.load_example(), "base", draws=0)
+    ... except sxb.SettingsError as error:
+    ...     print("draws" in str(error))
+    True
+    """
 
 
 def shorten(value: object, limit: int = ECHO_LIMIT) -> str:

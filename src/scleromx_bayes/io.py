@@ -43,8 +43,10 @@ class atomic_path:  # noqa: N801 - used as a context manager like open()
 
     Examples
     --------
-    >>> with atomic_path("out.txt") as tmp:  # doctest: +SKIP
-    ...     tmp.write_text("done")
+    >>> with atomic_path("out.txt") as tmp:
+    ...     _ = tmp.write_text("done")
+    >>> Path("out.txt").read_text()
+    'done'
     """
 
     def __init__(self, path: str | Path):
@@ -83,7 +85,13 @@ def _remove(path: Path) -> None:
 
 
 def write_dataset(ds: xr.Dataset, path: str | Path) -> Path:
-    """Write a Dataset atomically to ``.nc`` (netCDF4 via h5netcdf) or ``.zarr``."""
+    """Write a Dataset atomically to ``.nc`` (netCDF4 via h5netcdf) or ``.zarr``.
+
+    Examples
+    --------
+    >>> sxb.write_dataset(ds, "summary.nc").name
+    'summary.nc'
+    """
     path = Path(path)
     with atomic_path(path) as tmp:
         if _is_zarr(path):
@@ -94,7 +102,14 @@ def write_dataset(ds: xr.Dataset, path: str | Path) -> Path:
 
 
 def read_dataset(path: str | Path) -> xr.Dataset:
-    """Read a Dataset written by :func:`write_dataset`, fully loaded and closed."""
+    """Read a Dataset written by :func:`write_dataset`, fully loaded and closed.
+
+    Examples
+    --------
+    >>> _ = sxb.write_dataset(ds, "summary.nc")
+    >>> sxb.read_dataset("summary.nc").attrs["model_name"]
+    'base'
+    """
     path = Path(path)
     if _is_zarr(path):
         with xr.open_zarr(path) as ds:
@@ -104,7 +119,13 @@ def read_dataset(path: str | Path) -> xr.Dataset:
 
 
 def write_posterior(tree: xr.DataTree, path: str | Path) -> Path:
-    """Write a whole posterior DataTree atomically (netCDF or Zarr)."""
+    """Write a whole posterior DataTree atomically (netCDF or Zarr).
+
+    Examples
+    --------
+    >>> sxb.write_posterior(fit.posterior, "posterior.nc").name
+    'posterior.nc'
+    """
     path = Path(path)
     with atomic_path(path) as tmp:
         if _is_zarr(path):
@@ -115,7 +136,14 @@ def write_posterior(tree: xr.DataTree, path: str | Path) -> Path:
 
 
 def read_posterior(path: str | Path) -> xr.DataTree:
-    """Read a DataTree written by :func:`write_posterior`."""
+    """Read a DataTree written by :func:`write_posterior`.
+
+    Examples
+    --------
+    >>> _ = sxb.write_posterior(fit.posterior, "posterior.nc")
+    >>> "posterior" in sxb.read_posterior("posterior.nc").children
+    True
+    """
     path = Path(path)
     if _is_zarr(path):
         return xr.open_datatree(path, engine="zarr").load()
@@ -139,7 +167,15 @@ def escape_formula(value: object) -> object:
 
 
 def write_csv(frame: pd.DataFrame, path: str | Path, **kwargs) -> Path:
-    """Write a table as CSV atomically, text cells escaped against formula injection."""
+    """Write a table as CSV atomically, text cells escaped against formula injection.
+
+    Examples
+    --------
+    >>> frame = pd.DataFrame({"regimen": ["=HDIVig"], "n": [3]})
+    >>> path = sxb.write_csv(frame, "table.csv", index=False)
+    >>> path.read_text().splitlines()[1]          # a formula-like cell is escaped
+    "'=HDIVig,3"
+    """
     path = Path(path)
     safe = frame.copy()
     for column in safe.columns:
@@ -153,7 +189,13 @@ def write_csv(frame: pd.DataFrame, path: str | Path, **kwargs) -> Path:
 
 
 def check_writable(folder: str | Path) -> Path:
-    """Raise :class:`InputError` now, before any work, if ``folder`` cannot be written."""
+    """Raise :class:`InputError` now, before any work, if ``folder`` cannot be written.
+
+    Examples
+    --------
+    >>> sxb.check_writable("results").name
+    'results'
+    """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{folder} exists and is not a folder")
@@ -175,8 +217,10 @@ class output_folder:  # noqa: N801 - used as a context manager like open()
 
     Examples
     --------
-    >>> with output_folder("results") as stage:  # doctest: +SKIP
-    ...     write_dataset(ds, stage / "summary.nc")
+    >>> with output_folder("results") as stage:
+    ...     _ = write_dataset(ds, stage / "summary.nc")
+    >>> sorted(p.name for p in Path("results").iterdir())
+    ['summary.nc']
     """
 
     def __init__(self, folder: str | Path):

@@ -54,6 +54,7 @@ class DataProvenance:
 
     @classmethod
     def of(cls, cohort: Cohort) -> DataProvenance:
+        """The provenance of ``cohort``: its source, kind, sizes and fingerprint."""
         return cls(
             source=cohort.source,
             kind=cohort.kind,
@@ -69,6 +70,7 @@ class DataProvenance:
         return cls("<cells>", "cells", "", None, int(cells.n.sum()), synthetic)
 
     def to_attrs(self) -> dict[str, object]:
+        """The provenance as flat netCDF-safe attributes."""
         return {
             "data_source": self.source,
             "data_kind": self.kind,

@@ -74,7 +74,16 @@ POSITIVE_RANGE = (1e-6, 1e6)
 
 
 class SpecError(InputError):
-    """A model specification is invalid."""
+    """A model specification is invalid.
+
+    Examples
+    --------
+    >>> try:
+    ...     sxb.load_spec("no_such_spec")
+    ... except sxb.SpecError as error:
+    ...     print("no_such_spec" in str(error))
+    True
+    """
 
 
 def read_toml(
@@ -179,6 +188,7 @@ class Prior:
         return hash((self.dist, tuple(sorted(self.params.items())), self.rationale))
 
     def to_dict(self) -> dict[str, Any]:
+        """The prior as a plain dict (``dist`` and its parameters)."""
         out: dict[str, Any] = {"dist": self.dist, **self.params}
         if self.rationale:
             out["rationale"] = self.rationale
@@ -236,6 +246,7 @@ class ModelSpec:
 
     # -- access --------------------------------------------------------
     def prior(self, name: str) -> Prior:
+        """The prior named ``name``; a ``SpecError`` names the spec if it has none."""
         try:
             return self.priors[name]
         except KeyError:
@@ -278,6 +289,7 @@ class ModelSpec:
 
     # -- conversion ------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        """The spec as a plain dict, as its TOML file would hold it."""
         return {
             "name": self.name,
             "description": self.description,
@@ -638,7 +650,13 @@ def models_dir() -> Path:
 
 
 def list_specs() -> list[str]:
-    """Names of the shipped model specs."""
+    """Names of the shipped model specs.
+
+    Examples
+    --------
+    >>> {"base", "no_pooling", "exnex"} <= set(sxb.list_specs())
+    True
+    """
     return sorted(p.stem for p in models_dir().glob("*.toml") if not p.stem.startswith("grid_"))
 
 

@@ -192,8 +192,9 @@ def summarise(
 
     Examples
     --------
-    >>> ds = fit.summary(hdi_prob=0.9, thresholds=[0.5])  # doctest: +SKIP
-    >>> ds.p_cr_new_site.sel(regimen="HDIVig", severity="nonsevere", stat="mean")  # doctest: +SKIP
+    >>> ds = fit.summary(hdi_prob=0.9, thresholds=[0.5])
+    >>> ds.attrs["hdi_prob"], ds.prob_above.threshold.values.tolist()
+    (0.9, [0.5])
     """
     if not 0 < hdi_prob < 1:
         raise SettingsError(f"hdi_prob must be between 0 and 1, not {hdi_prob}")

@@ -25,7 +25,17 @@ MAX_COUNT = 10**7
 
 
 class EvidenceError(CohortError):
-    """The evidence table cannot be used; ``problems`` lists every reason found."""
+    """The evidence table cannot be used; ``problems`` lists every reason found.
+
+    Examples
+    --------
+    >>> frame = pd.DataFrame({"study": ["A"], "regimen": ["HDIVig"], "n": [5], "n_cr": [7]})
+    >>> try:
+    ...     sxb.read_evidence(frame)
+    ... except sxb.EvidenceError as error:
+    ...     print(len(error.problems))
+    1
+    """
 
     what = "the evidence table"
 
@@ -38,6 +48,13 @@ class Evidence:
     ``n``, ``n_cr`` and whichever of ``n_pr``, ``severity``, ``year``, ``citation``,
     ``design``, ``notes`` the file had. Regimens are spelled as the cohort spells them
     when a cohort's regimens were given.
+
+    Examples
+    --------
+    >>> from scleromx_bayes.borrowing import example_evidence_path
+    >>> ev = sxb.read_evidence(example_evidence_path())
+    >>> ev.synthetic, "HDIVig" in ev.regimens
+    (True, True)
     """
 
     table: pd.DataFrame
@@ -46,6 +63,7 @@ class Evidence:
 
     @property
     def regimens(self) -> tuple[str, ...]:
+        """The regimens the evidence reports on, in table order."""
         return tuple(dict.fromkeys(self.table["regimen"]))
 
     def for_regimen(self, regimen: str, severity: str | None = None) -> pd.DataFrame:

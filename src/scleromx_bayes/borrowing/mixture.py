@@ -136,6 +136,7 @@ class NormalMixture(_Prior):
 
     @property
     def components(self) -> int:
+        """Number of mixture components."""
         return len(self.weights)
 
     def _log_parts(self, x) -> np.ndarray:
@@ -147,9 +148,11 @@ class NormalMixture(_Prior):
         return special.logsumexp(self._log_parts(x), axis=-1)
 
     def grid_log_density(self) -> np.ndarray:
+        """Log density of the log-odds on the package's integration grid."""
         return self.logpdf(_GRID)
 
     def sample(self, size: int, rng: np.random.Generator) -> np.ndarray:
+        """``size`` draws of the log-odds from the mixture, with ``rng``."""
         k = rng.choice(self.components, size=size, p=self.weights)
         return rng.normal(self.means[k], self.sds[k])
 
@@ -177,6 +180,7 @@ class NormalMixture(_Prior):
         return marginal / marginal.sum()
 
     def ess(self, method: ESSMethod = "elir") -> float:
+        """Prior effective sample size in patients: ``"elir"``, ``"moment"`` or ``"morris"``."""
         p = special.expit(_GRID)
         inverse_fisher = 1.0 / (p * (1 - p))  # one patient's information is p(1-p)
         if method == "moment":
@@ -197,6 +201,7 @@ class NormalMixture(_Prior):
         raise ValueError(f"method must be 'elir', 'moment' or 'morris', not {method!r}")
 
     def to_dict(self) -> dict[str, list[float]]:
+        """The components as plain lists (``weight``, ``mean``, ``sd``), for attrs and TOML."""
         return {"weight": list(self.weights), "mean": list(self.means), "sd": list(self.sds)}
 
 
@@ -222,11 +227,13 @@ class BetaMixture(_Prior):
         return np.log(self.weights) + stats.beta.logpdf(p, self.a, self.b)
 
     def grid_log_density(self) -> np.ndarray:
+        """Log density of the log-odds on the package's integration grid."""
         # density of the log-odds: f(p) * p * (1 - p)
         p = special.expit(_GRID)
         return special.logsumexp(self._log_parts(p), axis=-1) + np.log(p) + np.log1p(-p)
 
     def ess(self, method: ESSMethod = "elir") -> float:
+        """Prior effective sample size in patients: ``"elir"``, ``"moment"`` or ``"morris"``."""
         if method == "moment":
             m, s = self.probability_mean(), self.probability_sd()
             return float(m * (1 - m) / s**2 - 1)

@@ -38,7 +38,18 @@ class Problem:
 
 
 class CohortError(InputError):
-    """The input table cannot be used; ``problems`` lists every reason found."""
+    """The input table cannot be used; ``problems`` lists every reason found.
+
+    Examples
+    --------
+    >>> frame = pd.DataFrame({"patient_id": ["P1"], "site": [""], "regimen": ["HDIVig"],
+    ...                       "severity": ["severe"], "response": ["CR"]})
+    >>> try:
+    ...     sxb.read_cohort(frame)
+    ... except sxb.CohortError as error:
+    ...     print(error.problems[0].column, "-", error.problems[0].message)
+    site - blank site
+    """
 
     # what the message says the problems are in
     what = "the cohort data"

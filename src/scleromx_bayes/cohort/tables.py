@@ -58,6 +58,7 @@ class OutcomeDefinition:
 
     @property
     def label(self) -> str:
+        """A short name of the outcome and NE policy, e.g. ``"cr/ne=exclude"``."""
         return f"{self.response}/ne={self.ne}"
 
 
@@ -69,6 +70,14 @@ class CellTable:
     definition is applied), so that changing the outcome, the NE policy or leaving
     a site out changes counts, never the shape. ``n`` is the number of evaluable
     episodes, ``y`` the number of responders.
+
+    Examples
+    --------
+    >>> cells = sxb.load_example().cells()
+    >>> int(cells.n.sum()) == len(cells.frame) or int(cells.n.sum()) > 0
+    True
+    >>> list(cells.frame.columns[:3])
+    ['regimen', 'site', 'severity']
     """
 
     frame: pd.DataFrame  # regimen, site, severity, [patient], [covariates], n, y, [n_pr]
@@ -90,10 +99,12 @@ class CellTable:
 
     @property
     def n(self) -> np.ndarray:
+        """Evaluable episodes per cell."""
         return self.frame["n"].to_numpy(dtype=np.int64)
 
     @property
     def y(self) -> np.ndarray:
+        """Responders per cell."""
         return self.frame["y"].to_numpy(dtype=np.int64)
 
     def index(self, factor: str) -> np.ndarray:
@@ -149,6 +160,12 @@ class Cohort:
     synthetic : bool
         True for the embedded example and simulated cohorts: every output made from
         them says so.
+
+    Examples
+    --------
+    >>> cohort = sxb.load_example()
+    >>> cohort.kind, cohort.n_patients, cohort.synthetic
+    ('episodes', 33, True)
     """
 
     table: pd.DataFrame
@@ -164,6 +181,7 @@ class Cohort:
 
     @property
     def row_numbers(self) -> tuple[int, ...]:
+        """The source file's row number of each episode, for error messages."""
         return self.source_rows or tuple(range(2, len(self.table) + 2))
 
     # -- derived views -------------------------------------------------
@@ -180,10 +198,12 @@ class Cohort:
 
     @property
     def n_patients(self) -> int | None:
+        """Number of distinct patients; ``None`` for a counts table, which has no patients."""
         return int(self.table["patient_id"].nunique()) if self.kind == "episodes" else None
 
     @property
     def n_episodes(self) -> int:
+        """Number of treatment episodes (rows) in the cohort."""
         if self.kind == "episodes":
             return len(self.table)
         return int(self.table["n"].sum())

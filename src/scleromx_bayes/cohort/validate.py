@@ -79,7 +79,20 @@ KNOWN_SEVERITY_ORDERS = (("nonsevere", "severe"), ("mild", "moderate", "severe")
 
 
 class LevelWarning(UserWarning):
-    """Two levels of a factor look like one level spelled two ways."""
+    """Two levels of a factor look like one level spelled two ways.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> frame = pd.DataFrame({"patient_id": ["P1", "P2"], "site": ["Lyon", "Lyon"],
+    ...                       "regimen": ["HDIVig", "HDIVg"], "severity": ["severe"] * 2,
+    ...                       "response": ["CR", "NR"]})
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     _ = sxb.read_cohort(frame)
+    >>> any(issubclass(w.category, sxb.LevelWarning) for w in caught)
+    True
+    """
 
 
 def _normalise_name(name: object) -> str:
@@ -450,11 +463,13 @@ def read_counts(
         regimen_aliases,
     )
     count_cols = [c for c in ("n", "n_cr", *OPTIONAL_COUNT_COLUMNS) if c in frame.columns]
+    unreadable: set = set()  # rows with a count that is not a number: no sums checked there
     for col in count_cols:
         values = []
         for i, value in frame[col].items():
             n, why = _parse_count(value)
             if n is None:
+                unreadable.add(i)
                 problems.append(
                     Problem(
                         source,
@@ -466,8 +481,9 @@ def read_counts(
                 )
             values.append(n or 0)
         frame[col] = np.asarray(values, dtype=np.int64)
-    if not problems:
-        for i in frame.index:
+    # every row whose counts could be read is checked, so one file's problems come at once
+    for i in frame.index:
+        if i not in unreadable:
             r = int(rows[i])
             if frame.at[i, "n_cr"] > frame.at[i, "n"]:
                 problems.append(
@@ -497,6 +513,7 @@ def read_counts(
         problems,
         "site x regimen x severity cell",
     )
+    problems.sort(key=lambda p: p.row or 0)  # in file order, whichever check found them
     if problems:
         raise CohortError(problems)
     _warn_near_duplicates(frame, ("site", "regimen", "severity"), source)
@@ -517,6 +534,12 @@ def read_data(
     read as episodes (and its errors say which episode columns are missing).
     ``kind`` forces either. Keyword arguments go to :func:`read_cohort` or
     :func:`read_counts`.
+
+    Examples
+    --------
+    >>> from scleromx_bayes.simulate import example_path
+    >>> sxb.read_data(example_path()).kind
+    'episodes'
     """
     if kind == "episodes":
         return read_cohort(data, **kwargs)

@@ -23,7 +23,9 @@ def oc_table(oc: xr.Dataset) -> pd.DataFrame:
 
     Examples
     --------
-    >>> oc_table(oc).query("truth == 'all equal'")  # doctest: +SKIP
+    >>> rows = sxb.oc_table(oc).query("truth == 'all equal'")
+    >>> rows.dropna(subset="p_go").regimen.nunique() == oc.sizes["regimen"] - 1  # not the reference
+    True
     """
     go = oc["p_decision"]
     cols = {
@@ -81,7 +83,13 @@ def oc_table(oc: xr.Dataset) -> pd.DataFrame:
 
 def oc_focus(oc: xr.Dataset) -> tuple[str, str]:
     """The regimen an OC plot is about (the first one a truth makes better, else the
-    non-reference one with most patients) and its best-represented severity."""
+    non-reference one with most patients) and its best-represented severity.
+
+    Examples
+    --------
+    >>> sxb.oc_focus(oc)
+    ('DNS rescue', 'severe')
+    """
     ref = oc.attrs["reference_regimen"]
     named = [r for t in json.loads(oc.attrs["truths"]) for r in t.get("delta", {})]
     n = oc["design_n"]

@@ -128,6 +128,7 @@ class DecisionRule:
         return go, known & ~go & ~no_go, no_go
 
     def to_dict(self) -> dict[str, object]:
+        """The rule as a plain dict (for attrs and JSON)."""
         return {
             "name": self.name,
             "quantity": self.quantity,

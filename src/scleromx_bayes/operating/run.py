@@ -174,8 +174,10 @@ def operating_characteristics(
     >>> oc = sxb.operating_characteristics(
     ...     sxb.load_example(), ["base", "no_pooling"],
     ...     [sxb.Truth.all_equal(0.4), sxb.Truth.one_better("DNS rescue", 0.3, p=0.4)],
-    ...     sxb.DecisionRule.better(0.9), n_sims=200, seed=1)  # doctest: +SKIP
-    >>> oc.p_decision.sel(decision="go", regimen="DNS rescue", severity="severe")  # doctest: +SKIP
+    ...     sxb.DecisionRule.better(0.9), n_sims=10, seed=1)   # a paper would use 1,000
+    >>> go = oc.p_decision.sel(decision="go", regimen="DNS rescue", severity="severe")
+    >>> go.dims
+    ('spec', 'truth', 'rule')
     """
     cells = as_design(design, outcome)
     specs, truths, rules = _specs(specs), _named(truths, "truth"), _named(rules, "rule")
@@ -320,7 +322,10 @@ def evaluate(
 
     Examples
     --------
-    >>> evaluate(oc, DecisionRule.better(0.8)).p_decision  # doctest: +SKIP
+    >>> from scleromx_bayes.operating import evaluate
+    >>> looser = evaluate(oc, sxb.DecisionRule.better(0.8))     # no refit
+    >>> looser.p_decision.sizes["rule"]
+    1
     """
     sims = _per_simulation(sims)
     rules = _named(rules, "rule")

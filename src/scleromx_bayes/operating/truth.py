@@ -277,6 +277,7 @@ class Truth:
         return eta[i][np.ix_(rows, cols)], float(sd[i])
 
     def label(self) -> str:
+        """The truth as canonical JSON: the label that keys its stored simulations."""
         return json.dumps(self.to_dict(), sort_keys=True)
 
 

@@ -31,7 +31,14 @@ __all__ = ["ReportFiles", "report"]
 @dataclass(frozen=True)
 class ReportFiles:
     """What :func:`report` wrote: the HTML and Markdown reports, each table as
-    (CSV, LaTeX) and each figure as (PNG, SVG), by id."""
+    (CSV, LaTeX) and each figure as (PNG, SVG), by id.
+
+    Examples
+    --------
+    >>> files = sxb.report(sxb.load_example(), fit, "report")
+    >>> files.html.name, files.html.exists()
+    ('report.html', True)
+    """
 
     folder: Path
     html: Path
@@ -96,9 +103,9 @@ def report(
     --------
     >>> import scleromx_bayes as sxb
     >>> cohort = sxb.load_example()
-    >>> fit = sxb.fit(cohort, "base", seed=1)  # doctest: +SKIP
-    >>> files = sxb.report(cohort, fit, "report")  # doctest: +SKIP
-    >>> files.html  # doctest: +SKIP
+    >>> fit = sxb.fit(cohort, "base", draws=200, tune=200, chains=2, seed=1)
+    >>> files = sxb.report(cohort, fit, "report")
+    >>> files.html
     PosixPath('report/report.html')
     """
     out = check_writable(out)

@@ -57,7 +57,16 @@ __all__ = [
 
 
 class GridError(InputError):
-    """A sensitivity grid is invalid (names the axis and the value)."""
+    """A sensitivity grid is invalid (names the axis and the value).
+
+    Examples
+    --------
+    >>> try:
+    ...     sxb.Grid.one_at_a_time({"outcome": ["cr", "best"]})
+    ... except sxb.GridError as error:
+    ...     print("outcome" in str(error))
+    True
+    """
 
 
 REGIMEN_PRIOR_PRESETS: dict[str, dict[str, Any]] = {
@@ -236,6 +245,7 @@ class Grid:
         return tomli_w.dumps(self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
+        """The grid as a plain dict, as its TOML file would hold it."""
         custom = {k: v for k, v in self.presets.items() if REGIMEN_PRIOR_PRESETS.get(k) != v}
         out: dict[str, Any] = {
             "name": self.name,

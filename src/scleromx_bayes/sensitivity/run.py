@@ -135,9 +135,10 @@ def run_sensitivity(
 
     Examples
     --------
-    >>> grid = load_grid("default").with_run_settings(draws=300, tune=300)  # doctest: +SKIP
-    >>> sens = run_sensitivity(sxb.load_example(), grid, store="sens-store")  # doctest: +SKIP
-    >>> conclusions(sens)  # doctest: +SKIP
+    >>> grid = sxb.Grid.one_at_a_time({"outcome": ["cr", "orr"]}, draws=200, tune=200, chains=2)
+    >>> sens = sxb.run_sensitivity(sxb.load_example(), grid, store="sens-store")
+    >>> sens.scenario.values.tolist(), sens.attrs["compilations"] <= 1
+    (['baseline', 'outcome=orr'], True)
     """
     if isinstance(grid, str):
         grid = load_grid(grid)

@@ -29,7 +29,18 @@ __all__ = ["Store", "StoreError", "StoreWarning", "content_checksum"]
 
 
 class StoreError(InputError):
-    """The store cannot be used (not a folder, or in use by another run)."""
+    """The store cannot be used (not a folder, or in use by another run).
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> _ = Path("not-a-folder").write_text("")
+    >>> try:
+    ...     sxb.run_sensitivity(sxb.load_example(), "default", store="not-a-folder")
+    ... except sxb.StoreError as error:
+    ...     print(error)
+    store not-a-folder exists and is not a folder
+    """
 
 
 class StoreWarning(UserWarning):
@@ -56,8 +67,9 @@ class Store:
 
     Examples
     --------
-    >>> with Store("sens-store") as store:  # doctest: +SKIP
+    >>> with Store("sens-store") as store:
     ...     store.finished()
+    0
     """
 
     def __init__(self, path: str | Path, folder: str = "scenarios"):

@@ -50,6 +50,13 @@ def tipping_point(
         ``prob_better`` and ``risk_difference`` (mean) along ``value``; attrs
         ``tipping_value`` (linear interpolation at the crossing; NaN if the decision
         never flips in the range) and ``message``.
+
+    Examples
+    --------
+    >>> tip = sxb.tipping_point(sxb.load_example(), "DNS rescue", values=[1.0, 0.25],
+    ...                         draws=200, tune=200, chains=2)
+    >>> tip.value.values.tolist(), tip.prob_better.dims
+    ([1.0, 0.25], ('value',))
     """
     if kind not in ("scale", "shift"):
         raise SettingsError(f"kind must be 'scale' or 'shift', not {kind!r}")

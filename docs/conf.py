@@ -72,6 +72,9 @@ html_theme_options = {
     ),
 }
 html_sidebars = {"index": []}
+# the theme reads its colour mode from localStorage, empty for a file:// page: without
+# a default it logs a console error on every page opened from disk
+html_context = {"default_mode": "light"}
 html_show_sourcelink = False
 
 # What the API pages group by: the public module an object is defined in.

@@ -343,4 +343,20 @@ def power_scaling(fit: Fit, var_names: Iterable[str] = v.POWER_SCALING_CHECKED) 
             warnings.simplefilter("ignore", DeprecationWarning)
             pm.compute_log_likelihood(tree, model=model, progressbar=False)
             pm.stats.compute_log_prior(tree, model=model, progressbar=False)
-    return az.psense_summary(tree, var_names=names)
+    # a constant quantity (the reference severity's effect is 0 by definition) has no
+    # sensitivity to measure: ArviZ would divide by zero and mark it as fine
+    post = tree["posterior"].to_dataset()
+    checked = {}
+    for name in names:
+        draws = post[name]
+        spread = draws.std(("chain", "draw"))
+        if spread.ndim == 0:
+            if float(spread) > 0:
+                checked[name] = draws
+        elif spread.ndim == 1:
+            checked[name] = draws.isel({spread.dims[0]: np.flatnonzero(spread.values > 0)})
+        else:
+            checked[name] = draws
+    groups = {"posterior": xr.Dataset(checked, attrs=post.attrs)}
+    groups |= {g: tree[g].to_dataset() for g in ("log_prior", "log_likelihood")}
+    return az.psense_summary(xr.DataTree.from_dict(groups), var_names=list(checked))

@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -113,9 +114,10 @@ def test_tutorial_outputs_come_from_executing_it(site):
     assert 'class="output traceback' not in html  # a cell that raised (allowed: none)
     # outputs that only the code can give: the error's file/row/column, the fitted
     # model's name in the summary's attributes, the real number of scenarios
-    assert "row 3, column &#39;site&#39;: blank site" in html
-    assert "&#39;model_name&#39;: &#39;base&#39;" in html
-    assert "SYNTHETIC" in html
+    text = unescape(html)
+    assert "row 3, column 'site': blank site" in text
+    assert "'model_name': 'base'" in text
+    assert "SYNTHETIC" in text
 
 
 @pytest.mark.parametrize("page", [p for p in PAGES if p.startswith("explanation/")])

@@ -5,6 +5,7 @@ internal links resolve)."""
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import subprocess
@@ -68,6 +69,7 @@ class _Links(HTMLParser):
             self.images.append(attrs["src"])
 
 
+@functools.cache
 def parse(path: Path) -> _Links:
     parser = _Links()
     parser.feed(path.read_text(encoding="utf-8"))

@@ -6,6 +6,7 @@ internal links resolve)."""
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import re
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
+from numpydoc.docscrape import NumpyDocString
 from test_report import _browser
 
 import scleromx_bayes as sxb
@@ -196,3 +198,23 @@ def test_every_public_name_has_a_numpy_docstring_with_an_example():
         if not re.search(r"Examples\n\s*--------\n(.|\n)*>>>", doc):
             lacking.append(name)
     assert lacking == [], lacking
+
+
+def test_every_public_function_documents_its_parameters_and_return():
+    """NumPy docstrings in full: a Parameters entry for every argument of the
+    signature (no stale ones) and a Returns section when something is returned."""
+    wrong = []
+    for name in sxb.__all__:
+        obj = getattr(sxb, name)
+        if not inspect.isfunction(obj):
+            continue
+        doc = NumpyDocString(inspect.getdoc(obj))
+        documented = {
+            part.strip().lstrip("*") for p in doc["Parameters"] for part in p.name.split(",")
+        }
+        signature = inspect.signature(obj)
+        wanted = set(signature.parameters)
+        returns = signature.return_annotation not in (inspect.Signature.empty, None, "None")
+        if documented != wanted or (returns and not doc["Returns"]):
+            wrong.append((name, sorted(wanted - documented), sorted(documented - wanted)))
+    assert wrong == [], wrong

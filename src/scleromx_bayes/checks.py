@@ -127,6 +127,18 @@ def _with_log_likelihood(fit: Fit, level: Level) -> xr.DataTree:
 def loo(fit: Fit, level: Level = "episode"):
     """PSIS-LOO of one fit (ArviZ ``loo``), at episode or cell level.
 
+    Parameters
+    ----------
+    fit : Fit
+        The fit.
+    level : {"episode", "cell"}
+        Leave out one episode (the next patient) or one regimen x site x severity cell.
+
+    Returns
+    -------
+    arviz_stats.ELPDData
+        ArviZ's result: ``elpd``, ``se``, ``p``, pointwise ``pareto_k``, ``warning``.
+
     Examples
     --------
     ``fit`` from :func:`fit`:
@@ -269,6 +281,15 @@ def posterior_predictive_check(fit: Fit, *, seed: int = 0, interval: float = 0.9
     """Observed CR counts per regimen x severity against counts replicated from the
     posterior (same cells, same ``n``).
 
+    Parameters
+    ----------
+    fit : Fit
+        The fit.
+    seed : int
+        Seed of the replicated counts.
+    interval : float
+        Probability of the central predictive interval.
+
     Returns
     -------
     xarray.Dataset
@@ -302,6 +323,26 @@ def prior_predictive_check(
     """What the priors alone predict for the observed design, against the observed
     counts: a prior that cannot produce the data shows here before any fit.
 
+    Parameters
+    ----------
+    cells : CellTable
+        The design and observed counts.
+    spec : ModelSpec or str
+        The model whose priors are checked.
+    draws : int
+        Prior draws.
+    seed : int
+        Random seed.
+    interval : float
+        Probability of the central predictive interval.
+    synthetic : bool
+        Mark the result as made from synthetic data.
+
+    Returns
+    -------
+    xarray.Dataset
+        As :func:`posterior_predictive_check`, from the prior.
+
     Examples
     --------
     >>> check = sxb.prior_predictive_check(sxb.load_example().cells(), "base", seed=1)
@@ -326,6 +367,18 @@ def power_scaling(fit: Fit, var_names: Iterable[str] = v.POWER_SCALING_CHECKED) 
     so later calls reuse them) and returns ArviZ's table with its diagnosis per
     variable ("potential prior-data conflict", "potential strong prior / weak
     likelihood", or a check mark).
+
+    Parameters
+    ----------
+    fit : Fit
+        The fit.
+    var_names : iterable of str
+        Variables screened (those the fit has).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Prior and likelihood sensitivity and a diagnosis, one row per quantity.
 
     Examples
     --------

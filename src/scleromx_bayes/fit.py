@@ -160,6 +160,11 @@ class FitTiming:
 def compile_count() -> int:
     """How many models this process has compiled for nutpie so far.
 
+    Returns
+    -------
+    int
+        Compilations so far (a fit served by a cached model adds none).
+
     Examples
     --------
     >>> n = sxb.compile_count()
@@ -431,6 +436,32 @@ def fit_cells(
     -1.0}`` centres that regimen's prior one log-odds unit below the others).
     ``borrowing`` borrows from published series (see :class:`Borrowing`).
 
+    Parameters
+    ----------
+    cells : CellTable
+        Aggregated counts (``Cohort.cells()``).
+    spec : ModelSpec
+        The model.
+    settings : SamplerSettings, optional
+        Sampler and its settings (default: nutpie, 4 x 1000 + 1000).
+    seed : int
+        Random seed: the same seed gives the same draws.
+    data : DataProvenance, optional
+        Where the cells came from, recorded in the summary.
+    criteria : ConvergenceCriteria, optional
+        R-hat / ESS thresholds the diagnostics are judged by.
+    regimen_prior_shift : mapping of str to float, optional
+        Prior log-odds shifts per regimen.
+    warn : bool
+        Warn when a diagnostic threshold is crossed.
+    borrowing : Borrowing or PreparedBorrowing, optional
+        Borrowing from published series.
+
+    Returns
+    -------
+    Fit
+        The posterior with its spec, cells, settings, seed and diagnostics.
+
     Examples
     --------
     >>> import scleromx_bayes as sxb
@@ -535,6 +566,11 @@ def fit(
         0 to 2**63 - 1. The same data, spec, seed and versions give identical draws
         in any process.
     sampler : {"nutpie", "pymc"}
+        nutpie (default: compiled once per model structure) or PyMC's own NUTS.
+    cores : int, optional
+        Chains run in parallel (default: as many as the machine allows).
+    progress : bool
+        Show the sampler's progress bar.
     rhat_max, ess_min : float
         Thresholds past which a ``RuntimeWarning`` is raised and the problem recorded.
     target_accept : float, optional

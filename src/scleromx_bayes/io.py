@@ -87,6 +87,18 @@ def _remove(path: Path) -> None:
 def write_dataset(ds: xr.Dataset, path: str | Path) -> Path:
     """Write a Dataset atomically to ``.nc`` (netCDF4 via h5netcdf) or ``.zarr``.
 
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The Dataset (e.g. a summary).
+    path : str or Path
+        ``.nc`` or ``.zarr`` (replaced atomically).
+
+    Returns
+    -------
+    Path
+        ``path``.
+
     Examples
     --------
     >>> sxb.write_dataset(ds, "summary.nc").name
@@ -103,6 +115,16 @@ def write_dataset(ds: xr.Dataset, path: str | Path) -> Path:
 
 def read_dataset(path: str | Path) -> xr.Dataset:
     """Read a Dataset written by :func:`write_dataset`, fully loaded and closed.
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.nc`` file or ``.zarr`` store.
+
+    Returns
+    -------
+    xarray.Dataset
+        The Dataset, in memory.
 
     Examples
     --------
@@ -121,6 +143,18 @@ def read_dataset(path: str | Path) -> xr.Dataset:
 def write_posterior(tree: xr.DataTree, path: str | Path) -> Path:
     """Write a whole posterior DataTree atomically (netCDF or Zarr).
 
+    Parameters
+    ----------
+    tree : xarray.DataTree
+        The posterior (``Fit.posterior``).
+    path : str or Path
+        ``.nc`` or ``.zarr`` (replaced atomically).
+
+    Returns
+    -------
+    Path
+        ``path``.
+
     Examples
     --------
     >>> sxb.write_posterior(fit.posterior, "posterior.nc").name
@@ -137,6 +171,16 @@ def write_posterior(tree: xr.DataTree, path: str | Path) -> Path:
 
 def read_posterior(path: str | Path) -> xr.DataTree:
     """Read a DataTree written by :func:`write_posterior`.
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.nc`` file or ``.zarr`` store.
+
+    Returns
+    -------
+    xarray.DataTree
+        The posterior, in memory.
 
     Examples
     --------
@@ -169,6 +213,20 @@ def escape_formula(value: object) -> object:
 def write_csv(frame: pd.DataFrame, path: str | Path, **kwargs) -> Path:
     """Write a table as CSV atomically, text cells escaped against formula injection.
 
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The table.
+    path : str or Path
+        The CSV file (replaced atomically).
+    **kwargs
+        Passed to :meth:`pandas.DataFrame.to_csv`.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
     Examples
     --------
     >>> frame = pd.DataFrame({"regimen": ["=HDIVig"], "n": [3]})
@@ -190,6 +248,16 @@ def write_csv(frame: pd.DataFrame, path: str | Path, **kwargs) -> Path:
 
 def check_writable(folder: str | Path) -> Path:
     """Raise :class:`InputError` now, before any work, if ``folder`` cannot be written.
+
+    Parameters
+    ----------
+    folder : str or Path
+        The output folder a run will write (created if missing).
+
+    Returns
+    -------
+    Path
+        The folder.
 
     Examples
     --------

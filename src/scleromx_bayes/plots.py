@@ -64,6 +64,22 @@ def forest_plot(
 ) -> Path:
     """Forest plot of CR probability (mean and HDI) by regimen, one panel per severity.
 
+    Parameters
+    ----------
+    summary : xarray.Dataset
+        A result of :meth:`Fit.summary`.
+    path : str or Path
+        Where to write the figure (PNG, SVG or PDF by suffix).
+    variable : str
+        The summary variable to plot.
+    dpi : int
+        Resolution of raster output.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
     Examples
     --------
     >>> sxb.forest_plot(fit.summary(), "forest.png").name
@@ -107,6 +123,24 @@ def sensitivity_forest(
 ) -> Path:
     """Forest plot of a contrast (or CR probability) in every scenario: one panel per
     regimen, one row per scenario; the baseline in black, failed scenarios hollow.
+
+    Parameters
+    ----------
+    sens : xarray.Dataset
+        A result of :func:`run_sensitivity`.
+    path : str or Path
+        Where to write the figure.
+    severity : str, optional
+        The severity level plotted (default: the first).
+    variable : str
+        The summary variable plotted.
+    dpi : int
+        Resolution of raster output.
+
+    Returns
+    -------
+    Path
+        ``path``.
 
     Examples
     --------
@@ -157,6 +191,20 @@ def sensitivity_forest(
 def predictive_plot(check: xr.Dataset, path: str | Path, *, dpi: int = 100) -> Path:
     """Observed CR proportion per regimen x severity (dot) against the predictive
     interval of the proportion (bar), one panel per severity; PNG.
+
+    Parameters
+    ----------
+    check : xarray.Dataset
+        A result of :func:`posterior_predictive_check` or :func:`prior_predictive_check`.
+    path : str or Path
+        Where to write the figure.
+    dpi : int
+        Resolution of raster output.
+
+    Returns
+    -------
+    Path
+        ``path``.
 
     Examples
     --------
@@ -220,6 +268,28 @@ def borrowing_plot(
     ``cohort`` is (CRs, patients). The likelihood is scaled to a density (a
     Beta(y + 1, n - y + 1)) so the three curves share an axis.
 
+    Parameters
+    ----------
+    prior : NormalMixture or BetaMixture
+        The borrowed prior (e.g. ``MAPPrior.mixture``).
+    path : str or Path
+        Where to write the figure (PNG, SVG or PDF by suffix).
+    robust : NormalMixture or BetaMixture, optional
+        Its robust version, drawn beside it.
+    cohort : tuple of int, optional
+        The cohort's (CRs, patients) for this regimen, drawn as a scaled likelihood.
+    title : str
+        Figure title.
+    synthetic : bool
+        Mark the figure as made from synthetic data.
+    dpi : int
+        Resolution of raster output.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
     Examples
     --------
     >>> from scleromx_bayes.borrowing import example_evidence_path
@@ -265,6 +335,24 @@ def oc_plot(
     ``regimen`` over the reference, one line per model and one panel per rule; bars
     are +-2 Monte Carlo SEs. Each truth of the OC study is one point; under "all
     equal" the height is the false-positive rate, elsewhere the power.
+
+    Parameters
+    ----------
+    oc : xarray.Dataset
+        A result of :func:`operating_characteristics`.
+    path : str or Path
+        Where to write the figure (PNG, SVG or PDF by suffix).
+    regimen, severity : str
+        The comparison to plot (see :func:`oc_focus`).
+    decision : {"go", "consider", "no_go"}
+        Which decision's probability to plot.
+    dpi : int
+        Resolution of raster output.
+
+    Returns
+    -------
+    Path
+        ``path``.
 
     Examples
     --------

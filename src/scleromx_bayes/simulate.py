@@ -145,6 +145,11 @@ def load_example() -> Cohort:
     without steroids: CR 13/31; DNS rescue: CR 4/5). Regenerate it with
     :func:`example_csv_text`.
 
+    Returns
+    -------
+    Cohort
+        The synthetic cohort (``synthetic`` is True).
+
     Examples
     --------
     >>> cohort = load_example()
@@ -185,6 +190,26 @@ def simulate_cohort(
     Patients are spread over ``n_sites`` centres of unequal size, regimens and
     severities uniformly; the response is CR with probability
     ``expit(regimen_logit + severity_effect + site_effect)``, otherwise NR.
+
+    Parameters
+    ----------
+    regimen_logit : mapping of str to float
+        True log-odds of CR per regimen (reference severity, typical centre).
+    severity_effect : mapping of str to float
+        True log odds ratio per severity level (the first 0).
+    site_sd : float
+        SD of the centre effects.
+    n_sites, n_patients : int
+        Numbers of centres and patients.
+    seed : int
+        Random seed.
+    site_effect : sequence of float, optional
+        Fixed centre effects instead of random ones.
+
+    Returns
+    -------
+    tuple of (Cohort, SimulatedTruth)
+        The synthetic cohort and the parameters it was drawn from.
 
     Examples
     --------

@@ -652,6 +652,11 @@ def models_dir() -> Path:
 def list_specs() -> list[str]:
     """Names of the shipped model specs.
 
+    Returns
+    -------
+    list of str
+        The names :func:`load_spec` accepts, sorted.
+
     Examples
     --------
     >>> {"base", "no_pooling", "exnex"} <= set(sxb.list_specs())
@@ -662,6 +667,16 @@ def list_specs() -> list[str]:
 
 def load_spec(name_or_path: str | Path) -> ModelSpec:
     """Load a shipped spec by name (``"base"``) or any spec file by path.
+
+    Parameters
+    ----------
+    name_or_path : str or Path
+        A shipped spec's name (:func:`list_specs`) or a TOML file.
+
+    Returns
+    -------
+    ModelSpec
+        The validated spec.
 
     Examples
     --------

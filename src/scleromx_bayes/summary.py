@@ -190,6 +190,24 @@ def summarise(
     settings, seed, diagnostics and creation time; ``synthetic = 1`` and a note
     when the data are synthetic.
 
+    Parameters
+    ----------
+    fit : Fit
+        The fit (anything with the ``FittedModel`` attributes).
+    hdi_prob : float
+        Probability of the highest-density intervals.
+    thresholds : sequence of float
+        CR probabilities for ``prob_above``.
+    reference : str, optional
+        The reference regimen of contrasts (default: the first).
+    masked_sites, masked_regimens : sequence of str
+        Levels left out of the data, reported as NaN.
+
+    Returns
+    -------
+    xarray.Dataset
+        The variables above, with attributes to reproduce the fit.
+
     Examples
     --------
     >>> ds = fit.summary(hdi_prob=0.9, thresholds=[0.5])

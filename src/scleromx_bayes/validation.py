@@ -241,6 +241,8 @@ def sbc(
         under ``joint`` the external studies' counts are simulated too, with the
         cohort's, from the prior predictive. The power prior is not generative (its
         weighted likelihood is not a sampling model) and is refused.
+    progress : bool
+        Show a progress bar.
     executor : concurrent.futures.Executor, optional
         Runs chunks of simulations in parallel, through the runner that operating
         characteristics use (``runner.run_chunks``); every fit keeps its own seed

@@ -71,6 +71,21 @@ def prior_data_conflict(
     ``robust_component`` is the index of the weakly informative component (the
     last one after :meth:`NormalMixture.robustify`); None: no robust weight.
 
+    Parameters
+    ----------
+    prior : NormalMixture or BetaMixture
+        The borrowed prior.
+    y, n : int
+        CRs and patients of the cohort for this regimen.
+    robust_component : int, optional
+        Index of the weakly informative component (``-1`` after ``robustify``).
+
+    Returns
+    -------
+    Conflict
+        Tail probability, the robust component's weight before and after the
+        cohort, and a message.
+
     Examples
     --------
     >>> prior = NormalMixture([1.0], [-1.5], [0.3]).robustify(0.2)

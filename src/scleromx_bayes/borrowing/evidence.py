@@ -115,6 +115,17 @@ def read_evidence(
         ``allow_other_regimens``.
     regimen_aliases : mapping, optional
         Evidence spelling -> cohort regimen, e.g. ``{"IVIg": "HDIVig"}``.
+    allow_other_regimens : bool
+        Keep regimens that are not the cohort's instead of refusing them.
+    sheet : str, optional
+        The sheet of a workbook with several filled sheets.
+    encoding : str, optional
+        The file's encoding when it is not UTF-8.
+
+    Returns
+    -------
+    Evidence
+        The validated table; an :class:`EvidenceError` lists every problem.
 
     Examples
     --------

@@ -205,6 +205,12 @@ def map_prior(
     max_components : int
         Most mixture components tried (chosen by AIC).
 
+    Returns
+    -------
+    MAPPrior
+        The predictive draws, their normal-mixture approximation and its accuracy,
+        the between-study SD's posterior and the studies used.
+
     Examples
     --------
     >>> from scleromx_bayes.borrowing import example_evidence_path

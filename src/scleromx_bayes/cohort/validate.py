@@ -445,6 +445,24 @@ def read_counts(
     and ``n_ne`` (episodes among ``n`` that were not evaluable). Other parameters
     as for :func:`read_cohort`.
 
+    Parameters
+    ----------
+    data : str, Path, pandas.DataFrame or RawTable
+        The counts table (CSV, TSV, Parquet, Excel or a frame).
+    regimen_aliases : mapping of str to str, optional
+        Other spellings of regimens, merged onto one name.
+    severity_order, regimen_order : sequence of str, optional
+        Level orders (the first severity is the reference).
+    sheet : str, optional
+        The sheet of a workbook with several filled sheets.
+    encoding : str, optional
+        The file's encoding when it is not UTF-8.
+
+    Returns
+    -------
+    Cohort
+        A validated counts cohort; a :class:`CohortError` lists every problem.
+
     Examples
     --------
     >>> import pandas as pd
@@ -534,6 +552,20 @@ def read_data(
     read as episodes (and its errors say which episode columns are missing).
     ``kind`` forces either. Keyword arguments go to :func:`read_cohort` or
     :func:`read_counts`.
+
+    Parameters
+    ----------
+    data : str, Path or pandas.DataFrame
+        An episode or a counts table.
+    kind : {"episodes", "counts"}, optional
+        Force the kind instead of telling it from the columns.
+    **kwargs
+        Passed to :func:`read_cohort` or :func:`read_counts`.
+
+    Returns
+    -------
+    Cohort
+        The validated cohort.
 
     Examples
     --------

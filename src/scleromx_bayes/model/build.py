@@ -297,6 +297,11 @@ def build_model(
         Published series to borrow from (see ``model.external``); needs regimen
         pooling "none" (the borrowed prior replaces the regimen's own).
 
+    Returns
+    -------
+    pymc.Model
+        The model, its data as ``pm.Data`` (cell indices, counts, ``model_scalars``).
+
     Examples
     --------
     >>> import scleromx_bayes as sxb

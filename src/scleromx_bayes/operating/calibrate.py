@@ -84,6 +84,32 @@ def threshold_for(
     own false-positive rate at or below ``target`` (the threshold is the largest of
     the cells'); ``"familywise"``: the probability that *any* says go does.
 
+    Parameters
+    ----------
+    oc : xarray.Dataset
+        A result of :func:`operating_characteristics` that includes ``truth``.
+    spec : str
+        The model whose simulations are read.
+    truth : str
+        The null truth's name (e.g. ``"all equal"``).
+    quantity : {"better", "above"}
+        A threshold on P(better than the reference) or on P(p > ``p0``).
+    p0 : float, optional
+        The CR probability of ``quantity="above"``.
+    target : float
+        The false-positive rate to hold.
+    error : {"per_comparison", "familywise"}
+        Hold each comparison's rate, or the probability that any says go.
+    regimen, severity : str, optional
+        Calibrate for one comparison only.
+    seed : int
+        Seed of the bootstrap giving the Monte Carlo SEs.
+
+    Returns
+    -------
+    Calibration
+        The threshold, its false-positive rate and both Monte Carlo SEs.
+
     Examples
     --------
     ``oc`` from :func:`operating_characteristics` with a null truth:
@@ -175,6 +201,36 @@ def calibrate(
     ``settings``, ``executor``, ``store``, ``progress``, ``evidence``). The threshold
     is computed from the simulated posterior probabilities themselves (no search
     over refits), so its Monte Carlo SE is a bootstrap over those simulations.
+
+    Parameters
+    ----------
+    design : Cohort or CellTable
+        The design (its cells' sizes; outcomes are ignored).
+    spec : ModelSpec or str
+        The model the rule is applied to.
+    null : Truth
+        The truth under which a "go" is a false positive.
+    quantity : {"better", "above"}
+        Calibrate a threshold on P(better than the reference) or on P(p > ``p0``).
+    p0 : float, optional
+        The CR probability of ``quantity="above"``.
+    target : float
+        The false-positive rate to hold.
+    error : {"per_comparison", "familywise"}
+        Hold each comparison's rate, or the probability that any comparison says go.
+    regimen, severity : str, optional
+        Calibrate for one comparison only.
+    n_sims : int
+        Simulations under ``null``.
+    seed : int
+        Seed of the simulations.
+    **kwargs
+        Passed to :func:`operating_characteristics`.
+
+    Returns
+    -------
+    Calibration
+        The threshold, its false-positive rate and both Monte Carlo SEs.
 
     Examples
     --------

@@ -26,6 +26,18 @@ def read_design(
     column, if present, is ignored). Validated like a counts table: errors name the
     file, row and column.
 
+    Parameters
+    ----------
+    data : str, Path or pandas.DataFrame
+        The planned design (CSV, TSV, Parquet, Excel or a frame).
+    severity_order, regimen_order : sequence of str, optional
+        Level orders, as for :func:`read_cohort`.
+
+    Returns
+    -------
+    Cohort
+        A counts cohort whose ``n`` are the planned sizes (``n_cr`` all 0).
+
     Examples
     --------
     >>> import pandas as pd

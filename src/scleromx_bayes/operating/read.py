@@ -21,6 +21,16 @@ def oc_table(oc: xr.Dataset) -> pd.DataFrame:
     difference (``_rd``) with their MCSEs, and the simulations used / failing
     diagnostics / in error.
 
+    Parameters
+    ----------
+    oc : xarray.Dataset
+        A result of :func:`operating_characteristics`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per spec x truth x rule x regimen x severity.
+
     Examples
     --------
     >>> rows = sxb.oc_table(oc).query("truth == 'all equal'")
@@ -84,6 +94,16 @@ def oc_table(oc: xr.Dataset) -> pd.DataFrame:
 def oc_focus(oc: xr.Dataset) -> tuple[str, str]:
     """The regimen an OC plot is about (the first one a truth makes better, else the
     non-reference one with most patients) and its best-represented severity.
+
+    Parameters
+    ----------
+    oc : xarray.Dataset
+        A result of :func:`operating_characteristics`.
+
+    Returns
+    -------
+    tuple of str
+        (regimen, severity).
 
     Examples
     --------

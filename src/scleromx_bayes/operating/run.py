@@ -132,6 +132,8 @@ def operating_characteristics(
     reference : str, optional
         Reference regimen of ``better`` rules and risk differences (default HDIVig
         when present, else the first).
+    outcome : OutcomeDefinition, optional
+        The outcome the design's cells are counted for (default CR).
     settings, criteria
         Sampler settings and convergence criteria of each fit (default
         :data:`OC_SETTINGS`: 2 chains x 500 draws; :data:`OC_CRITERIA`: R-hat <= 1.05,
@@ -142,6 +144,9 @@ def operating_characteristics(
         Leave simulations whose fit failed its diagnostics out of the
         characteristics (default: keep them, as an analyst would report them; their
         number is in ``n_failed_diagnostics`` either way).
+    evidence : Evidence, optional
+        Published series for specs that borrow (they stay fixed; the cohort is
+        simulated).
     executor : concurrent.futures.Executor, optional
         Runs chunks of simulations in parallel (``ProcessPoolExecutor``, or
         ``dask.distributed.Client(...).get_executor()``).

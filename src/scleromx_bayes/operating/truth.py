@@ -285,6 +285,18 @@ def reference_rates(cohort: Cohort | CellTable, reference: str | None = None) ->
     """The reference regimen's CR proportion per severity, ``(y + 0.5) / (n + 1)``
     (never 0 or 1); a severity without its patients takes the overall proportion.
 
+    Parameters
+    ----------
+    cohort : Cohort or CellTable
+        The cohort whose reference regimen is read.
+    reference : str, optional
+        The reference regimen (default: the first).
+
+    Returns
+    -------
+    dict of str to float
+        CR proportion per severity level.
+
     Examples
     --------
     >>> import scleromx_bayes as sxb

@@ -88,6 +88,14 @@ def report(
     fit : Fit
     out : path
         Output folder (created; an existing one is replaced only when all succeeded).
+    sensitivity : xarray.Dataset, optional
+        A result of :func:`run_sensitivity`: the sensitivity section.
+    oc : xarray.Dataset, optional
+        A result of :func:`operating_characteristics`: the OC section.
+    compare : mapping of str to Fit, optional
+        Other models fitted to the same cohort: PSIS-LOO comparison and methods text.
+    tipping : xarray.Dataset, optional
+        A result of :func:`tipping_point`.
     command : str
         The command that made the results, for the appendix.
     decision : float

@@ -353,6 +353,16 @@ def load_grid(name_or_path: str | Path) -> Grid:
     """Load a sensitivity grid: a shipped name (``"default"`` is
     ``models/grid_default.toml``) or a path to a TOML file.
 
+    Parameters
+    ----------
+    name_or_path : str or Path
+        A shipped grid's name or a TOML file.
+
+    Returns
+    -------
+    Grid
+        The validated grid.
+
     Examples
     --------
     >>> grid = load_grid("default")

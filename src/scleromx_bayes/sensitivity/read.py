@@ -53,6 +53,13 @@ def conclusions(sens: xr.Dataset, decision: float = 0.9) -> pd.DataFrame:
     over the scenarios where the contrast is defined and trusted, and whether the
     decision ``P(better) > decision`` flips.
 
+    Parameters
+    ----------
+    sens : xarray.Dataset
+        A result of :func:`run_sensitivity`.
+    decision : float
+        The decision threshold on P(better).
+
     Returns
     -------
     pandas.DataFrame
@@ -119,6 +126,16 @@ def rank_stability(sens: xr.Dataset) -> pd.DataFrame:
     """Expected rank of each regimen (1 = highest CR) per scenario: baseline, range,
     and the share of scenarios in which it is ranked first most often. Scenarios
     where ranks are undefined or untrusted are left out, as in :func:`conclusions`.
+
+    Parameters
+    ----------
+    sens : xarray.Dataset
+        A result of :func:`run_sensitivity`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per regimen x severity.
 
     Examples
     --------

@@ -110,6 +110,12 @@ def run_sensitivity(
         rather than mixing runs.
     progress : bool
         Show a progress bar (done, running, failed).
+    hdi_prob : float
+        Probability of the highest-density intervals of each scenario's summary.
+    thresholds : sequence of float
+        CR probabilities for ``prob_above``.
+    reference : str, optional
+        The reference regimen of contrasts (default: the first).
     reweight : bool
         Opt-in fast path: answer each scenario whose model has the baseline's
         parameters (other prior values, left-out sites, outcome, NE policy) from the

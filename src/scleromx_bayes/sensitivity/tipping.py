@@ -44,6 +44,27 @@ def tipping_point(
     inflating the between-regimen SD, so P(better) need not fall steadily as the
     shift grows; ``attrs["monotone"]`` says whether it did, and the message warns.
 
+    Parameters
+    ----------
+    cohort : Cohort
+        The cohort.
+    regimen : str
+        The regimen whose P(better) is followed.
+    reference : str, optional
+        The reference regimen (default: the first).
+    severity : str, optional
+        The severity level read (default: the first).
+    kind : {"scale", "shift"}
+        Shrink the between-regimen SD prior, or shift the regimen's prior log-odds.
+    values : sequence of float, optional
+        The scales or shifts tried (a default ladder otherwise).
+    decision : float
+        The decision threshold on P(better).
+    spec : ModelSpec or str
+        The model.
+    seed, draws, tune, chains : int
+        Sampling of each fit.
+
     Returns
     -------
     xarray.Dataset

@@ -25,13 +25,11 @@ extensions = [
     "myst_nb",
     "sphinx.ext.autodoc",
     "sphinx.ext.mathjax",
-    "sphinx.ext.intersphinx",
+    # MathJax from a CDN would need a network: this copies its own MathJax into
+    # _static, so the site's maths render offline
+    "sphinx-mathjax-offline",
     "numpydoc",
 ]
-
-# MathJax from a CDN would need a network: sphinx-mathjax-offline copies its own
-# MathJax into _static, so the site's maths render offline.
-extensions.append("sphinx-mathjax-offline")
 
 exclude_patterns = ["_build", "**.ipynb_checkpoints", "jupyter_execute"]
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb"}
@@ -55,8 +53,6 @@ numpydoc_xref_param_type = False
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 autodoc_default_options = {"members": True, "undoc-members": False}
-
-intersphinx_mapping: dict = {}  # offline: no inventories fetched
 
 html_theme = "pydata_sphinx_theme"
 html_title = "scleromx_bayes"
@@ -100,12 +96,11 @@ SECTIONS = {
 
 
 def _section(obj: object) -> str:
-    module = inspect.getmodule(obj)
-    parts = (module.__name__ if module else "scleromx_bayes.errors").split(".")
-    return parts[1] if len(parts) > 1 else "errors"
+    """The public module that defines ``obj`` (``scleromx_bayes.<section>...``)."""
+    return obj.__module__.removeprefix("scleromx_bayes.").split(".")[0]
 
 
-def write_api_pages(folder: Path) -> dict[str, list[str]]:
+def write_api_pages(folder: Path) -> None:
     """Write ``api/*.rst`` from ``scleromx_bayes.__all__`` (every name, once)."""
     groups: dict[str, list[str]] = {}
     for name in scleromx_bayes.__all__:
@@ -136,7 +131,6 @@ def write_api_pages(folder: Path) -> dict[str, list[str]]:
             kind = "autoclass" if inspect.isclass(obj) else "autofunction"
             lines += [f".. {kind}:: {name}", ""]
         (folder / f"{key}.rst").write_text("\n".join(lines))
-    return groups
 
 
 write_api_pages(Path(__file__).parent / "api")

@@ -4,6 +4,7 @@ cached per layout, so fixtures that share a layout compile once per session."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -14,6 +15,8 @@ import pytest
 import scleromx_bayes as sxb
 
 FAST = {"draws": 400, "tune": 400, "chains": 2}
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
 
 def quiet_fit(*args, **kwargs):
@@ -57,3 +60,29 @@ def run_cli(*args, cwd=None, columns: int = 120) -> subprocess.CompletedProcess:
         env={**os.environ, "COLUMNS": str(columns)},
         timeout=600,
     )
+
+
+def real_browser():
+    """A headless Chromium driven by Selenium, or the reason there is none."""
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError as exc:
+        return None, f"selenium is not installed ({exc})"
+    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+        return None, f"no Chromium at {CHROMIUM} / driver at {CHROMEDRIVER} (apt chromium-driver)"
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,900",
+    ):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    try:
+        return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options), ""
+    except Exception as exc:  # a browser that cannot start is a reason to skip, said
+        return None, f"Chromium did not start: {type(exc).__name__}: {exc}"

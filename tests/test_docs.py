@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 import inspect
 import os
-import re
 import subprocess
 import sys
 from html import unescape
@@ -18,9 +17,9 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 from numpydoc.docscrape import NumpyDocString
-from test_report import _browser
 
 import scleromx_bayes as sxb
+from conftest import real_browser
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 PAGES = [
@@ -154,7 +153,7 @@ def test_every_internal_link_and_image_resolves(site):
 
 
 def test_the_site_in_a_real_browser(site, tmp_path):
-    driver, why = _browser()
+    driver, why = real_browser()
     if driver is None:
         pytest.skip(f"no real browser here: {why}")  # -ra prints the reason
     from selenium.webdriver.common.by import By
@@ -192,11 +191,10 @@ def test_the_site_in_a_real_browser(site, tmp_path):
 
 
 def test_every_public_name_has_a_numpy_docstring_with_an_example():
-    lacking = []
-    for name in sxb.__all__:
-        doc = getattr(sxb, name).__doc__ or ""
-        if not re.search(r"Examples\n\s*--------\n(.|\n)*>>>", doc):
-            lacking.append(name)
+    def examples(obj) -> str:
+        return "\n".join(NumpyDocString(inspect.getdoc(obj) or "")["Examples"])
+
+    lacking = [name for name in sxb.__all__ if ">>>" not in examples(getattr(sxb, name))]
     assert lacking == [], lacking
 
 

@@ -5,7 +5,6 @@ banner, and the page as a real browser shows it (headless Chromium)."""
 from __future__ import annotations
 
 import os
-import shutil
 import warnings
 from html.parser import HTMLParser
 from pathlib import Path
@@ -14,12 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from conftest import quiet_fit, run_cli
 
 import scleromx_bayes as sxb
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+from conftest import quiet_fit, real_browser, run_cli
 
 
 class _Tables(HTMLParser):
@@ -195,35 +191,9 @@ def test_report_command_writes_the_report_and_no_identifier(tmp_path):
     assert "report" in html and "--model no_pooling" in html  # the exact command
 
 
-def _browser():
-    """A headless Chromium driven by Selenium, or the reason there is none."""
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError as exc:
-        return None, f"selenium is not installed ({exc})"
-    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-        return None, f"no Chromium at {CHROMIUM} / driver at {CHROMEDRIVER} (apt chromium-driver)"
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--window-size=1280,900",
-    ):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    try:
-        return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options), ""
-    except Exception as exc:  # a browser that cannot start is a reason to skip, said
-        return None, f"Chromium did not start: {type(exc).__name__}: {exc}"
-
-
 def test_the_report_in_a_real_browser(example_report, tmp_path):
     files, ds = example_report
-    driver, why = _browser()
+    driver, why = real_browser()
     if driver is None:
         pytest.skip(f"no real browser here: {why}")  # -ra prints the reason
     from selenium.webdriver.common.by import By

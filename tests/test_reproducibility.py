@@ -19,12 +19,16 @@ SCRIPT = textwrap.dedent(
     digest = hashlib.sha256()
     for name in sorted(post.data_vars):
         digest.update(np.ascontiguousarray(post[name].values).tobytes())
+    from scleromx_bayes.native import native_cache_stats
+    stats = native_cache_stats()
+    print(stats["compiled"], stats["loaded"], stats["uncached"])
     print(digest.hexdigest())
     """
 )
 
 
-def _draws_digest(cache: str, extra_flags: str = "") -> str:
+def _draws_digest(cache: str, extra_flags: str = "") -> tuple[str, list[int]]:
+    """The draws' digest, and nutpie callbacks compiled / loaded from disk / uncached."""
     env = dict(os.environ)
     # base_compiledir holds PyTensor's numba cache too; compiledir alone does not move it
     flags = f"base_compiledir={cache},compiledir={cache}/compiledir"
@@ -34,18 +38,23 @@ def _draws_digest(cache: str, extra_flags: str = "") -> str:
         [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout.strip().splitlines()[-1]
+    *_, counts, digest = done.stdout.strip().splitlines()
+    return digest, [int(c) for c in counts.split()]
 
 
 def test_draws_identical_with_an_empty_and_a_warm_compile_cache(tmp_path):
     cache = str(tmp_path / "cache")
     # empty cache, and the user's PyTensor set to fast-math (its default): all compiled now
-    cold = _draws_digest(cache, "numba__fastmath=True")
+    cold, cold_counts = _draws_digest(cache, "numba__fastmath=True")
     # the same cache, now full, and the user's setting the other way: the package
     # compiles with fast-math off inside its own calls, so neither reaches the draws
-    warm = _draws_digest(cache, "numba__fastmath=False")
+    warm, warm_counts = _draws_digest(cache, "numba__fastmath=False")
     assert len(cold) == 64
     assert cold == warm
+    # the cold process compiled nutpie's two callbacks and stored them; the warm one
+    # loaded that code from disk instead (see native.py): loaded code, same draws
+    assert cold_counts == [2, 0, 0]
+    assert warm_counts == [0, 2, 0]
 
 
 def test_exact_float_math_restores_the_users_setting():

@@ -43,6 +43,7 @@ from .model import (
 )
 from .model import names as v
 from .model.external import ExternalEvidence, require_no_pooling
+from .native import compile_for_nutpie
 from .provenance import DataProvenance
 from .spec import ModelSpec, load_spec
 from .summary import summarise
@@ -212,7 +213,7 @@ def compiled_for(
         with model:
             pm.set_data({v.MODEL_SCALARS: np.array([canonical_value(n) for n in names])})
         with exact_float_math():
-            compiled = nutpie.compile_pymc_model(model, var_names=stored_names(model))
+            compiled = compile_for_nutpie(model, var_names=stored_names(model))
         _cache[key] = (compiled, names)
         _compilations += 1
         return _cache[key], True

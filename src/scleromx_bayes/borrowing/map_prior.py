@@ -33,6 +33,7 @@ from scipy import special
 
 from ..diagnostics import ConvergenceCriteria, Diagnostics, diagnose
 from ..model import exact_float_math
+from ..native import compile_for_nutpie
 from ..provenance import SYNTHETIC_NOTE
 from .evidence import Evidence
 from .mixture import NormalMixture, automixfit
@@ -62,7 +63,7 @@ def _compiled_model(n_studies: int):
         if n_studies not in _compiled:
             model = _model(n_studies)
             with exact_float_math():
-                _compiled[n_studies] = nutpie.compile_pymc_model(model, var_names=["mu", "tau"])
+                _compiled[n_studies] = compile_for_nutpie(model, var_names=["mu", "tau"])
         return _compiled[n_studies]
 
 

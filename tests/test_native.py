@@ -1,0 +1,114 @@
+"""nutpie's compiled callbacks kept on disk (native.py): same draws, right code."""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+import nutpie
+import pymc as pm
+import pytensor
+import pytest
+
+from scleromx_bayes import native
+from scleromx_bayes.model import exact_float_math
+
+
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch):
+    """An empty cache directory and no callbacks loaded yet in this process."""
+    monkeypatch.setattr(native, "cache_directory", lambda: tmp_path / "nutpie")
+    monkeypatch.setattr(native, "_loaded", {})
+    return tmp_path / "nutpie"
+
+
+def _model(mu: float, n: int = 3) -> pm.Model:
+    with pm.Model(coords={"g": np.arange(n)}) as model:
+        y = pm.Data("y", np.linspace(-1.0, 1.0, n))
+        m = pm.Normal("m", mu, 2.0)
+        s = pm.HalfNormal("s", 1.0)
+        pm.Normal("obs", m, s, observed=y, dims="g")
+    return model
+
+
+def _draws(compiled, seed=3) -> np.ndarray:
+    trace = nutpie.sample(compiled, draws=100, tune=100, chains=2, seed=seed, progress_bar=False)
+    return trace["posterior"]["m"].values
+
+
+def test_same_draws_as_nutpie_s_own_compile(private_cache):
+    with exact_float_math():
+        ours = native.compile_for_nutpie(_model(0.5))
+        theirs = nutpie.compile_pymc_model(_model(0.5))
+    assert np.array_equal(_draws(ours), _draws(theirs))
+    assert sorted(p.name.split("-")[0] for p in private_cache.iterdir()) == ["expand", "logp"]
+
+
+def test_loaded_code_gives_the_draws_of_compiled_code(private_cache, monkeypatch):
+    with exact_float_math():
+        compiled_now = native.compile_for_nutpie(_model(0.5))
+        before = native.native_cache_stats()
+        monkeypatch.setattr(native, "_loaded", {})  # as a new process would: from disk
+        loaded = native.compile_for_nutpie(_model(0.5))
+    after = native.native_cache_stats()
+    assert after["loaded"] - before["loaded"] == 2
+    assert after["compiled"] == before["compiled"]
+    assert np.array_equal(_draws(compiled_now), _draws(loaded))
+    # the loaded model takes new data like the compiled one
+    a = _draws(compiled_now.with_data(y=np.array([3.0, 4.0, 5.0])))
+    b = _draws(loaded.with_data(y=np.array([3.0, 4.0, 5.0])))
+    assert np.array_equal(a, b)
+    assert a.mean() > 2.5  # the data moved the posterior
+
+
+def test_another_constant_is_another_entry(private_cache):
+    # a prior mean written into the graph as a constant changes the compiled code:
+    # the cache must not hand one model's code to the other
+    with exact_float_math():
+        a = native.compile_for_nutpie(_model(0.0))
+        b = native.compile_for_nutpie(_model(50.0))
+    kinds = sorted(p.name.split("-")[0] for p in private_cache.iterdir())
+    # two log densities; one expansion (draw -> stored m, s), which has no prior mean
+    assert kinds == ["expand", "logp", "logp"]
+    assert a.compiled_logp_func is not b.compiled_logp_func
+    assert a.compiled_expand_func is b.compiled_expand_func
+    x = np.array([0.3, 0.1])
+    la, lb = np.empty(2), np.empty(2)
+    out = np.empty(1)
+    for compiled, grad in ((a, la), (b, lb)):
+        fn = compiled.compiled_logp_func.ctypes
+        ptr = ctypes.POINTER(ctypes.c_double)
+        code = fn(2, x.ctypes.data_as(ptr), grad.ctypes.data_as(ptr), out.ctypes.data_as(ptr),
+                  compiled.user_data.ctypes.data)
+        assert code == 0
+    # d logp / d m of the prior differs by (50 - 0) / 2**2 between the two models
+    assert la[0] - lb[0] == pytest.approx(-50.0 / 4.0)
+
+
+def test_another_data_layout_is_another_entry(private_cache):
+    with exact_float_math():
+        native.compile_for_nutpie(_model(0.0, n=3))
+        native.compile_for_nutpie(_model(0.0, n=5))  # same graph, same ranks: shared
+        with pm.Model() as other:  # a datum of another rank
+            y = pm.Data("y", np.ones((2, 2)))
+            m = pm.Normal("m", 0.0, 2.0)
+            pm.Normal("obs", m, 1.0, observed=y)
+        native.compile_for_nutpie(other)
+    assert len(list(private_cache.iterdir())) == 4
+
+
+def test_a_damaged_entry_is_compiled_again_and_replaced(private_cache, monkeypatch):
+    with exact_float_math():
+        good = native.compile_for_nutpie(_model(0.5))
+        for entry in private_cache.iterdir():
+            entry.write_bytes(b"not a pickle")
+        monkeypatch.setattr(native, "_loaded", {})
+        before = native.native_cache_stats()["compiled"]
+        again = native.compile_for_nutpie(_model(0.5))
+    assert native.native_cache_stats()["compiled"] - before == 2
+    assert all(entry.stat().st_size > 1000 for entry in private_cache.iterdir())
+    assert np.array_equal(_draws(good), _draws(again))
+
+
+def test_the_cache_lives_in_pytensor_s_compile_directory():
+    assert native.cache_directory().is_relative_to(pytensor.config.base_compiledir)

@@ -32,6 +32,7 @@ import numpy as np
 import pymc as pm
 import pytensor
 import pytensor.tensor as pt
+from scipy import special
 
 from ..cohort import CellTable
 from ..spec import ModelSpec, Prior, SpecError
@@ -408,7 +409,20 @@ def build_model(
             log_probs = pt.log(probs)
         else:
             y = pm.Data(v.N_RESPONDERS, cells.y, dims="cell")
-            pm.Binomial(v.RESPONDERS, n=n, logit_p=eta, observed=y, dims="cell")
+            log_coef = pm.Data(
+                v.LOG_BINOMIAL_COEFFICIENT, log_binomial_coefficients(cells), dims="cell"
+            )
+            pm.CustomDist(
+                v.RESPONDERS,
+                n,
+                eta,
+                log_coef,
+                logp=_binomial_logp,
+                random=_binomial_random,
+                observed=y,
+                dims="cell",
+                dtype="int64",
+            )
             # (cell, category): non-responder, responder
             log_probs = pt.stack(
                 [-pt.softplus(eta), -pt.softplus(-eta)], axis=-1
@@ -417,6 +431,25 @@ def build_model(
         # predictive checks read it from here, never from a second copy of the model
         pm.Deterministic(v.CATEGORY_LOG_PROB, log_probs, dims=("cell", "category"))
     return model
+
+
+def log_binomial_coefficients(cells: CellTable) -> np.ndarray:
+    """log C(n, y) per cell: the binomial likelihood's constant, from the data alone."""
+    n = np.asarray(cells.n, dtype=np.float64)
+    y = np.asarray(cells.y, dtype=np.float64)
+    return special.gammaln(n + 1) - special.gammaln(y + 1) - special.gammaln(n - y + 1)
+
+
+def _binomial_logp(value, n, eta, log_coef):
+    """Binomial(n, logit^-1 eta) log-probability of ``value`` responders, its constant
+    log C(n, y) passed in as data. PyMC's Binomial computes that constant with three
+    log-gamma calls per cell at every gradient; with 7,827 cells (a registry) that
+    was three quarters of each gradient's time. Same value, kernel only."""
+    return log_coef + value * eta - n * pt.softplus(eta)
+
+
+def _binomial_random(n, eta, log_coef, rng=None, size=None):
+    return rng.binomial(n, special.expit(eta), size=size)
 
 
 def _check_external(spec, eff, cells: CellTable, external) -> None:
@@ -471,6 +504,7 @@ def data_values(
         out[v.RESPONSE_COUNTS] = ordinal_counts(cells)
     else:
         out[v.N_RESPONDERS] = cells.y
+        out[v.LOG_BINOMIAL_COEFFICIENT] = log_binomial_coefficients(cells)
     if external is not None and external.method in ("map", "robust_map"):
         out[v.MIXTURE_WEIGHT] = external.mixture_weight
         out[v.MIXTURE_MEAN] = external.mixture_mean

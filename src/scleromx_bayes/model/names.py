@@ -46,6 +46,8 @@ MODEL_SCALARS = "model_scalars"
 COVARIATE_VALUES = "covariate_values"  # per cell and covariate, standardised
 N_EVALUABLE = "n_evaluable"
 N_RESPONDERS = "n_responders"
+# per cell: log C(n, y), the binomial likelihood's constant, computed once from the data
+LOG_BINOMIAL_COEFFICIENT = "log_binomial_coefficient"
 RESPONSE_COUNTS = "response_counts"
 OUTCOME_IS_ORR = "outcome_is_orr"  # a scalar of MODEL_SCALARS
 REGIMEN_PRIOR_SHIFT = "regimen_prior_shift"

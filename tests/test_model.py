@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from conftest import FAST, quiet_fit
 from scipy import integrate, stats
 from scipy.special import expit
 
 import scleromx_bayes as sxb
+from conftest import FAST, quiet_fit
 from scleromx_bayes.model import Structure, effective_structure, scalar_values
 
 
@@ -306,3 +306,37 @@ def test_parameterisation_follows_the_data(example):
         assert (np.abs(est - true) < 3.5 * sd.values + 0.1).all(), (name, est, true)
     (m1, e1), (m2, e2) = effects["centred"], effects["non_centred"]
     assert (np.abs(m1 - m2).values < 4 * np.sqrt(e1.values**2 + e2.values**2) + 1e-3).all()
+
+
+def test_the_likelihood_is_the_binomial_one_with_its_constant(example):
+    """The responders' log-probability (kernel + log C(n, y) passed in as data) is
+    scipy's binomial pmf, cell by cell, at any linear predictor; and the prior
+    predictive draws responders from that binomial."""
+    import pymc as pm
+
+    from scleromx_bayes.model import names as v
+
+    cells = example.cells()
+    model = sxb.build_model(cells, sxb.load_spec("base"))
+    responders = model[v.RESPONDERS]
+    eta = model[v.RESPONDERS].owner.inputs[3]  # (rng, size, n, eta, log C)
+    rng = np.random.default_rng(4)
+    point = {eta: rng.normal(0.0, 1.5, len(cells.frame))}
+    logp = pm.logp(responders, model.rvs_to_values[responders]).eval(
+        {model.rvs_to_values[responders]: cells.y, **point}
+    )
+    expected = stats.binom.logpmf(cells.y, cells.n, expit(point[eta]))
+    np.testing.assert_allclose(logp, expected, rtol=1e-12, atol=1e-12)
+
+    with model, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the binomial draws run in object mode
+        prior = pm.sample_prior_predictive(draws=400, random_seed=2)
+    draws = prior["prior_predictive"][v.RESPONDERS].values.astype(float)
+    p = np.exp(prior["prior"][v.CATEGORY_LOG_PROB].values[..., 1])  # each draw's p per cell
+    n = np.broadcast_to(cells.n, draws.shape)
+    keep = (n > 0) & (p > 1e-6) & (p < 1 - 1e-6)
+    z = (draws - n * p)[keep] / np.sqrt(n * p * (1 - p))[keep]
+    # binomial given each draw's p: standardised residuals of mean 0 and variance 1
+    assert abs(z.mean()) < 4 / np.sqrt(z.size)
+    assert 0.9 < z.var() < 1.1
+    assert (draws <= n).all() and (draws >= 0).all()

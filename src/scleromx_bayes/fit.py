@@ -27,6 +27,7 @@ import pandas as pd
 import pymc as pm
 import xarray as xr
 
+from . import native
 from .borrowing import Borrowing, Evidence, PreparedBorrowing
 from .cohort import CellTable, Cohort, CohortError, OutcomeDefinition, Problem
 from .diagnostics import ConvergenceCriteria, Diagnostics, diagnose
@@ -178,7 +179,9 @@ def compile_count() -> int:
 
 
 def clear_compiled_cache() -> None:
-    """Forget every compiled model (the next fit of each structure compiles again).
+    """Forget every compiled model of this process (the next fit of each structure
+    builds it again, loading nutpie's compiled callbacks from disk when
+    :mod:`scleromx_bayes.native` has them, as a new process would).
 
     Examples
     --------
@@ -190,6 +193,7 @@ def clear_compiled_cache() -> None:
     """
     with _cache_lock:
         _cache.clear()
+        native.forget_loaded()
 
 
 def compiled_for(

@@ -45,7 +45,7 @@ from numba.core.ccallback import CFunc
 from nutpie import compile_pymc as _np
 from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS
 
-__all__ = ["cache_directory", "compile_for_nutpie", "native_cache_stats"]
+__all__ = ["cache_directory", "compile_for_nutpie", "forget_loaded", "native_cache_stats"]
 
 _FORMAT = 1  # bump when what is stored changes
 _loaded: dict[str, CFunc] = {}  # a key's code is loaded at most once per process
@@ -86,6 +86,18 @@ def native_cache_stats() -> dict[str, int]:
     ['compiled', 'loaded', 'uncached']
     """
     return dict(_stats)
+
+
+def forget_loaded() -> None:
+    """Forget the callbacks this process holds (the next compile loads from disk).
+
+    Examples
+    --------
+    >>> from scleromx_bayes.native import forget_loaded
+    >>> forget_loaded()
+    """
+    with _lock:
+        _loaded.clear()
 
 
 class _KeyedCache:

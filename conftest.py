@@ -68,13 +68,8 @@ def _doctest_setup(request):
 
 
 def pytest_collection_modifyitems(config, items):
-    """How the suite splits across pytest-xdist workers (``--dist loadgroup``, see
-    ``pyproject.toml``): a test file's tests stay on one worker (they share module
-    fixtures and compiled models), all docstring examples on one (they share the
-    session's small fits), and the documentation build, the longest single job,
-    goes first so the other worker runs everything else meanwhile."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            group = "doctests" if isinstance(item, DoctestItem) else item.nodeid.split("::")[0]
-            item.add_marker(pytest.mark.xdist_group(group))
+    """The documentation build, the longest single job of the suite, goes first: with
+    pytest-xdist (``--dist loadfile``, see ``pyproject.toml``) one worker builds it
+    while the other runs the rest, a test file at a time (a file's tests share its
+    module fixtures and compiled models)."""
     items.sort(key=lambda item: item.nodeid.split("::")[0] != "tests/test_docs.py")

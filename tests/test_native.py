@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import pickle
 
 import numpy as np
 import nutpie
@@ -100,8 +101,9 @@ def test_another_data_layout_is_another_entry(private_cache):
 def test_a_damaged_entry_is_compiled_again_and_replaced(private_cache, monkeypatch):
     with exact_float_math():
         good = native.compile_for_nutpie(_model(0.5))
-        for entry in private_cache.iterdir():
-            entry.write_bytes(b"not a pickle")
+        logp, expand = sorted(private_cache.iterdir())[::-1]  # "logp-..." > "expand-..."
+        logp.write_bytes(b"not a pickle")
+        expand.write_bytes(pickle.dumps(("a pickle", "of something else")))
         monkeypatch.setattr(native, "_loaded", {})
         before = native.native_cache_stats()["compiled"]
         again = native.compile_for_nutpie(_model(0.5))

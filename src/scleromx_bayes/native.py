@@ -116,7 +116,10 @@ class _KeyedCache:
         except Exception:  # noqa: BLE001 - a damaged entry is compiled again and replaced
             return None
         target_context.refresh()  # starts numba's runtime, whose symbols the code links to
-        return compiler.CompileResult._rebuild(target_context, *payload)
+        try:
+            return compiler.CompileResult._rebuild(target_context, *payload)
+        except Exception:  # noqa: BLE001 - an entry that does not rebuild: compile again
+            return None
 
     def save_overload(self, sig, cres):
         if cres.library.has_dynamic_globals:  # addresses of this process: not reusable

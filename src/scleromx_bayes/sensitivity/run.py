@@ -298,13 +298,18 @@ def _assemble(plan: _Plan, results: Sequence[ScenarioResult], wall: float) -> xr
         )
         raise RuntimeError(f"every scenario failed: {reasons}")
     parts = [
-        (
-            r.summary if r.summary is not None else xr.full_like(template.astype(float), np.nan)
-        ).drop_attrs()
+        r.summary if r.summary is not None else xr.full_like(template.astype(float), np.nan)
         for r in results
     ]
+    # each scenario's attrs describe that fit; the grid's own attrs are set below
     combined = xr.concat(
-        parts, dim="scenario", join="outer", coords="minimal", compat="override", data_vars="all"
+        parts,
+        dim="scenario",
+        join="outer",
+        coords="minimal",
+        compat="override",
+        data_vars="all",
+        combine_attrs="drop",
     )
     combined = combined.assign_coords(scenario=[s.name for s in scenarios])
     axes = list(dict.fromkeys(a for s in scenarios for a, _ in s.settings))

@@ -44,7 +44,6 @@ from .model import (
 )
 from .model import names as v
 from .model.external import ExternalEvidence, require_no_pooling
-from .native import compile_for_nutpie
 from .provenance import DataProvenance
 from .spec import ModelSpec, load_spec
 from .summary import summarise
@@ -217,7 +216,7 @@ def compiled_for(
         with model:
             pm.set_data({v.MODEL_SCALARS: np.array([canonical_value(n) for n in names])})
         with exact_float_math():
-            compiled = compile_for_nutpie(model, var_names=stored_names(model))
+            compiled = native.compile_for_nutpie(model, var_names=stored_names(model))
         _cache[key] = (compiled, names)
         _compilations += 1
         return _cache[key], True

@@ -147,8 +147,9 @@ def bench_sensitivity(seed: int, quick: bool = False) -> dict:
         # any later process: compiled callbacks on disk (each run of ours pays its own
         # loading: clear_compiled_cache forgets the in-process models and callbacks)
         clear_compiled_cache()
-        run_sensitivity(cohort, load_grid("default").with_run_settings(seed=seed, draws=10,
-                                                                       tune=10, chains=1))
+        run_sensitivity(
+            cohort, load_grid("default").with_run_settings(seed=seed, draws=10, tune=10, chains=1)
+        )
         clear_compiled_cache()
         t0 = time.perf_counter()
         sens = run_sensitivity(cohort, grid)

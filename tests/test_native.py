@@ -79,8 +79,13 @@ def test_another_constant_is_another_entry(private_cache):
     for compiled, grad in ((a, la), (b, lb)):
         fn = compiled.compiled_logp_func.ctypes
         ptr = ctypes.POINTER(ctypes.c_double)
-        code = fn(2, x.ctypes.data_as(ptr), grad.ctypes.data_as(ptr), out.ctypes.data_as(ptr),
-                  compiled.user_data.ctypes.data)
+        code = fn(
+            2,
+            x.ctypes.data_as(ptr),
+            grad.ctypes.data_as(ptr),
+            out.ctypes.data_as(ptr),
+            compiled.user_data.ctypes.data,
+        )
         assert code == 0
     # d logp / d m of the prior differs by (50 - 0) / 2**2 between the two models
     assert la[0] - lb[0] == pytest.approx(-50.0 / 4.0)
@@ -114,3 +119,30 @@ def test_a_damaged_entry_is_compiled_again_and_replaced(private_cache, monkeypat
 
 def test_the_cache_lives_in_pytensor_s_compile_directory():
     assert native.cache_directory().is_relative_to(pytensor.config.base_compiledir)
+
+
+def test_trace_tree_is_what_nutpie_returns():
+    """trace_tree builds the posterior and sample_stats nutpie's own conversion
+    builds (warm-up and text statistics aside): the same variables, values, dtypes,
+    dims, coordinates and attributes but the creation time."""
+    import xarray as xr
+
+    import scleromx_bayes as sxb
+    from scleromx_bayes.fit import compiled_for
+    from scleromx_bayes.trace import trace_tree
+
+    cells = sxb.load_example().cells()
+    (compiled, _), _ = compiled_for(cells, sxb.load_spec("exnex"), None)
+    kwargs = {"draws": 50, "tune": 60, "chains": 2, "seed": 9, "progress_bar": False}
+    theirs = nutpie.sample(compiled, **kwargs)
+    running = nutpie.sample(compiled, **kwargs, blocking=False, return_raw_trace=True)
+    ours = trace_tree(running.wait(), compiled, running._settings.as_dict())
+    assert set(ours.children) == {"posterior", "sample_stats"}
+    for group in ("posterior", "sample_stats"):
+        a, b = ours[group].to_dataset(), theirs[group].to_dataset()
+        b = b.drop_vars([n for n in b.data_vars if b[n].dtype == object])
+        for ds in (a, b):
+            ds.attrs.pop("created_at")
+        xr.testing.assert_identical(a, b)
+        assert all(a[n].dtype == b[n].dtype for n in a.data_vars)
+    assert "regimen_logit" in ours["posterior"] and "diverging" in ours["sample_stats"]

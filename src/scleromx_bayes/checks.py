@@ -352,7 +352,7 @@ def prior_predictive_check(
     spec = load_spec(spec) if isinstance(spec, str) else spec
     if spec.response_scale == "ordinal":
         raise ValueError("the prior predictive check counts responders: use a binary model")
-    model = build_model(cells, spec)
+    model = build_model(cells, spec, simulate=True)
     with exact_float_math(), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         prior = pm.sample_prior_predictive(draws=draws, model=model, random_seed=seed)

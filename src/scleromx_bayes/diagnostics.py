@@ -10,9 +10,10 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import arviz as az
 import numpy as np
 import xarray as xr
+from arviz_base import rcParams
+from arviz_stats.base import array_stats
 
 from .errors import SettingsError
 from .model import names as v
@@ -79,11 +80,24 @@ class Diagnostics:
         }
 
 
-def _extreme(ds: xr.Dataset, fn) -> float:
+def _extreme(values: np.ndarray, fn) -> float:
     """``fn`` over every finite value; NaN when there is none."""
-    vals = np.concatenate([np.ravel(ds[name].values) for name in ds.data_vars])
-    vals = vals[np.isfinite(vals)]
-    return float(fn(vals)) if vals.size else float("nan")
+    values = values[np.isfinite(values)]
+    return float(fn(values)) if values.size else float("nan")
+
+
+def _stacked(post: xr.Dataset) -> np.ndarray:
+    """Every scalar of every variable as one (scalar, chain, draw) array: ArviZ's
+    array functions then run once for a fit, not once per variable (through
+    xarray, that was a third of a small warm fit's time). Same numbers."""
+    chains, draws = post.sizes["chain"], post.sizes["draw"]
+    parts = [
+        post[name].transpose("chain", "draw", ...).values.reshape(chains, draws, -1)
+        for name in post.data_vars
+    ]
+    if not parts:
+        return np.empty((0, chains, draws))
+    return np.moveaxis(np.concatenate(parts, axis=-1), -1, 0)
 
 
 def diagnose(
@@ -102,9 +116,15 @@ def diagnose(
         # they are NaN and skipped, the warning says nothing new.
         warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
         warnings.filterwarnings("ignore", "Degrees of freedom", RuntimeWarning)
-        rhat = az.rhat(post)
-        ess_bulk = az.ess(post, method="bulk")
-        ess_tail = az.ess(post, method="tail")
+        draws = _stacked(post)
+        if not draws.size:  # nothing to check: NaN, reported as not computed
+            draws = np.full((1, *draws.shape[1:]), np.nan)
+        rhat = array_stats.rhat(draws, chain_axis=-2, draw_axis=-1, method="rank")
+        ess_bulk = array_stats.ess(draws, chain_axis=-2, draw_axis=-1, method="bulk")
+        # the tail quantiles az.ess uses: ArviZ's stats.ci_prob
+        ess_tail = array_stats.ess(
+            draws, chain_axis=-2, draw_axis=-1, method="tail", prob=rcParams["stats.ci_prob"]
+        )
     max_rhat = _extreme(rhat, np.max)
     min_bulk, min_tail = _extreme(ess_bulk, np.min), _extreme(ess_tail, np.min)
     stats = tree["sample_stats"]

@@ -232,26 +232,42 @@ def compile_for_nutpie(model, var_names: Iterable[str] | None = None):
 
     def layout(variables):
         # what the compiled code depends on: each datum's rank and type, in order
-        return tuple((shared_data[shared_var_keys[var]].ndim,
-                      shared_data[shared_var_keys[var]].dtype.str) for var in variables)
+        return tuple(
+            (shared_data[shared_var_keys[var]].ndim, shared_data[shared_var_keys[var]].dtype.str)
+            for var in variables
+        )
 
     all_layout = layout(shared_var_keys)
     logp_shared = list(logp_fn_pt.get_shared())
     logp_raw, logp_sig = _np._make_c_logp_func(
-        n_dim, logp_fn_pt.vm.jit_fn, user_data,
-        [shared_var_keys[v] for v in logp_shared], shared_data,
+        n_dim,
+        logp_fn_pt.vm.jit_fn,
+        user_data,
+        [shared_var_keys[v] for v in logp_shared],
+        shared_data,
     )
-    logp = _cfunc(logp_raw, logp_sig, _key(
-        "logp", _graph_key(logp_fn_pt), n_dim, layout(logp_shared), all_layout))
+    logp = _cfunc(
+        logp_raw,
+        logp_sig,
+        _key("logp", _graph_key(logp_fn_pt), n_dim, layout(logp_shared), all_layout),
+    )
 
     expand_shared = list(expand_fn_pt.get_shared())
     expand_raw, expand_sig = _np._make_c_expand_func(
-        n_dim, n_expanded, expand_fn_pt.vm.jit_fn, user_data,
-        [shared_var_keys[v] for v in expand_shared], shared_data,
+        n_dim,
+        n_expanded,
+        expand_fn_pt.vm.jit_fn,
+        user_data,
+        [shared_var_keys[v] for v in expand_shared],
+        shared_data,
     )
-    expand = _cfunc(expand_raw, expand_sig, _key(
-        "expand", _graph_key(expand_fn_pt), n_dim, n_expanded, layout(expand_shared),
-        all_layout))
+    expand = _cfunc(
+        expand_raw,
+        expand_sig,
+        _key(
+            "expand", _graph_key(expand_fn_pt), n_dim, n_expanded, layout(expand_shared), all_layout
+        ),
+    )
 
     dims, coords = _np._prepare_dims_and_coords(model, shape_info, renamed)
     return _np.CompiledPyMCModel(

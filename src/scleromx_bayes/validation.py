@@ -277,7 +277,7 @@ def sbc(
     ).for_spec(fit_spec)
     if external is not None and external.method == "power":
         raise ValueError("the power prior is not a generative model: SBC does not apply")
-    model = build_model(design, spec, external=external)
+    model = build_model(design, spec, external=external, simulate=True)
     with exact_float_math(), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         prior = pm.sample_prior_predictive(draws=n_sims, model=model, random_seed=seed)

@@ -37,6 +37,7 @@ from scipy import special
 from ..cohort import CellTable
 from ..spec import ModelSpec, Prior, SpecError
 from . import names as v
+from .exnex import ExnexRegimens, exnex_regimens, regimen_mixture, select_regimens
 from .external import ExternalEvidence, require_no_pooling
 from .priors import data_name, hyperparameter_values, prior_variable
 from .shared import SharedGraph, graph_prior, shared_graph, shared_values, switch_name
@@ -133,29 +134,13 @@ class _Parts:
         return self.scalars(switch_name(what))
 
 
-def _exnex_regimens(parts: _Parts, mu, shift, n_regimens: int) -> pt.TensorVariable:
-    """EXNEX (Neuenschwander et al. 2016): each regimen's log-odds is, with prior
-    probability p, exchangeable, N(mu, regimen_sd), and otherwise nonexchangeable,
-    N(m, s) of its own. The yes/no state is summed out (a two-component normal
-    mixture per regimen); ``exchangeability_weight`` is its posterior probability
-    given each draw, so its posterior mean is P(exchangeable | data)."""
+def _exnex_regimens(parts: _Parts, mu, shift) -> ExnexRegimens:
+    """EXNEX's free variables (see ``model.exnex``): each regimen's exchangeable and
+    nonexchangeable log-odds, both non-centred, and the selector of its state."""
     tau = parts.prior(v.REGIMEN_SD, "regimen_sd")
     nex = parts.scalars.prior("nonexchangeable", parts.spec.prior("nonexchangeable"))
     p_ex = parts.scalars(data_name("exchangeability", "p"))
-    ones = pt.ones(n_regimens)
-    mus = pt.stack([ones * mu + shift, ones * nex["mu"] + shift], axis=-1)
-    sigmas = pt.stack([ones * tau, ones * nex["sigma"]], axis=-1)
-    weights = pt.stack([p_ex, 1.0 - p_ex])
-    # centred: a mixture has no non-centred form; small cohorts may want target_accept 0.95
-    theta = pm.NormalMixture(v.REGIMEN_LOGIT, w=weights, mu=mus, sigma=sigmas, dims="regimen")
-    log_ex = pt.log(p_ex) + pm.logp(pm.Normal.dist(mus[:, 0], sigmas[:, 0]), theta)
-    log_nex = pt.log1p(-p_ex) + pm.logp(pm.Normal.dist(mus[:, 1], sigmas[:, 1]), theta)
-    pm.Deterministic(
-        v.EXCHANGEABILITY_WEIGHT,
-        pt.exp(log_ex - pt.logaddexp(log_ex, log_nex)),
-        dims="regimen",
-    )
-    return theta
+    return exnex_regimens(mu, tau, nex["mu"], nex["sigma"], p_ex, shift)
 
 
 def _standard_regimen_z(parts: _Parts, nu_name: str | None) -> pt.TensorVariable:
@@ -254,7 +239,7 @@ def _borrowed_regimen_logit(parts: _Parts, shift, n_regimens: int) -> pt.TensorV
     return pm.Deterministic(v.REGIMEN_LOGIT, logit + shift, dims="regimen")
 
 
-def _regimen_logit(parts: _Parts, shift, n_regimens: int) -> pt.TensorVariable:
+def _regimen_logit(parts: _Parts, shift, n_regimens: int) -> pt.TensorVariable | ExnexRegimens:
     if parts.external is not None:
         return _borrowed_regimen_logit(parts, shift, n_regimens)
     if parts.graph is not None and parts.graph.regimens == "switch":
@@ -270,7 +255,7 @@ def _regimen_logit(parts: _Parts, shift, n_regimens: int) -> pt.TensorVariable:
         z = pm.Normal(v.REGIMEN_Z, 0.0, 1.0, dims="regimen")
         return pm.Deterministic(v.REGIMEN_LOGIT, intercept + shift + regimen_sd * z, dims="regimen")
     if pooling == "exnex":
-        return _exnex_regimens(parts, intercept, shift, n_regimens)
+        return _exnex_regimens(parts, intercept, shift)
     return pm.Deterministic(v.REGIMEN_LOGIT, intercept + shift, dims="regimen")
 
 
@@ -280,6 +265,7 @@ def build_model(
     *,
     shared: bool = False,
     external: ExternalEvidence | None = None,
+    simulate: bool = False,
 ) -> pm.Model:
     """Return the ``pymc.Model`` for ``cells`` under ``spec``.
 
@@ -297,6 +283,10 @@ def build_model(
     external : ExternalEvidence, optional
         Published series to borrow from (see ``model.external``); needs regimen
         pooling "none" (the borrowed prior replaces the regimen's own).
+    simulate : bool
+        True: the model as it generates data, for prior predictive draws. Differs
+        only under EXNEX, whose yes/no states are then drawn from their prior
+        rather than given the cohort's counts (see ``model.exnex``).
 
     Returns
     -------
@@ -343,17 +333,20 @@ def build_model(
         index = pm.Data(v.CELL_INDEX, _cell_index(cells, eff.patient_effect))
         n = pm.Data(v.N_EVALUABLE, cells.n, dims="cell")
         shift = pm.Data(v.REGIMEN_PRIOR_SHIFT, np.zeros(n_regimens), dims="regimen")
-        regimen_logit = _regimen_logit(parts, shift, n_regimens)
+        regimen = _regimen_logit(parts, shift, n_regimens)
+        exnex = isinstance(regimen, ExnexRegimens)
         # log-odds at a typical site (site effect 0) for every regimen x severity: the
-        # one quantity summaries, checks and validation read, whatever the structure
-        typical = pt.shape_padright(regimen_logit) + pt.zeros((1, n_severities))
+        # one quantity summaries, checks and validation read, whatever the structure.
+        # Terms are made once and added by typical_of / eta_of, in this order, to any
+        # regimen log-odds (EXNEX needs the cells' log-odds under both of its own).
+        typical_terms = []
         if severity_term:
             shifts = parts.prior(v.SEVERITY_SHIFT, "severity_effect", dims="severity_vs_reference")
             effect = pt.concatenate([pt.zeros(1), shifts])
             if graph is not None:
                 effect = parts.switch("severity_effect") * effect
             severity_effect = pm.Deterministic(v.SEVERITY_EFFECT, effect, dims="severity")
-            typical = typical + severity_effect[None, :]
+            typical_terms.append(severity_effect[None, :])
         if eff.interaction:
             # regimen-specific departures from the common severity shift, pooled toward 0;
             # the reference severity carries none, so regimen_logit stays its log-odds there
@@ -364,17 +357,27 @@ def build_model(
                 pt.concatenate([pt.zeros((n_regimens, 1)), interaction_sd * u], axis=1),
                 dims=("regimen", "severity"),
             )
-            typical = typical + interaction
+            typical_terms.append(interaction)
         if eff.ordinal:
             # logit P(CR or better) = logit P(CR) + gap, the same gap in every cell
             gap = parts.prior(v.CUTPOINT_GAP, "cutpoint_gap")
             # the summarised outcome: CR (0) or CR+PR (1); data, so one compiled model
             # serves both outcome definitions
             at_orr = parts.scalars(v.OUTCOME_IS_ORR)
-            typical = typical + at_orr * gap
-        typical_logit = pm.Deterministic(v.TYPICAL_LOGIT, typical, dims=("regimen", "severity"))
-        eta = typical_logit[index[:, 0], index[:, 1]]  # (cell,)
+            typical_terms.append(at_orr * gap)
 
+        def typical_of(regimen_logit):
+            typical = pt.shape_padright(regimen_logit) + pt.zeros((1, n_severities))
+            for term in typical_terms:
+                typical = typical + term
+            return typical
+
+        if not exnex:
+            typical_logit = pm.Deterministic(
+                v.TYPICAL_LOGIT, typical_of(regimen), dims=("regimen", "severity")
+            )
+
+        cell_terms = []
         if site_term:
             site_sd = parts.prior(v.SITE_SD, "site_sd")
             centred = graph.site == "centred" if graph else eff.site_centred
@@ -384,45 +387,108 @@ def build_model(
                 w = pm.Normal(v.SITE_Z, 0.0, 1.0, dims="site")
                 scale = site_sd if graph is None else parts.switch("site_effect") * site_sd
                 site_effect = pm.Deterministic(v.SITE_EFFECT, scale * w, dims="site")
-            eta = eta + site_effect[index[:, 2]]
+            cell_terms.append(site_effect[index[:, 2]])
 
         if eff.patient_effect:
             patient_sd = parts.prior(v.PATIENT_SD, "patient_sd")
             z = pm.Normal(v.PATIENT_Z, 0.0, 1.0, dims="patient")
             patient_effect = pm.Deterministic(v.PATIENT_EFFECT, patient_sd * z, dims="patient")
-            eta = eta + patient_effect[index[:, 3]]
+            cell_terms.append(patient_effect[index[:, 3]])
 
         if eff.covariates:
             # standardised values per cell, data like the counts
             x = pm.Data(v.COVARIATE_VALUES, _covariate_values(cells), dims=("cell", "covariate"))
             beta = parts.prior(v.COVARIATE_EFFECT, "covariate_effect", dims="covariate")
-            eta = eta + pt.dot(x, beta)
+            cell_terms.append(pt.dot(x, beta))
+
+        def eta_of(typical):  # (cell,)
+            eta = typical[index[:, 0], index[:, 1]]
+            for term in cell_terms:
+                eta = eta + term
+            return eta
 
         if eff.ordinal:
-            log_odds_cr = eta - at_orr * gap
-            p_cr = pm.math.sigmoid(log_odds_cr)
-            p_pr_or_better = pm.math.sigmoid(log_odds_cr + gap)
-            # (cell, category): NR, PR, CR
-            probs = pt.stack([1.0 - p_pr_or_better, p_pr_or_better - p_cr, p_cr], axis=-1)
             counts = pm.Data(v.RESPONSE_COUNTS, ordinal_counts(cells), dims=("cell", "category"))
-            pm.Multinomial(v.RESPONSES, n=n, p=probs, observed=counts, dims=("cell", "category"))
-            log_probs = pt.log(probs)
+
+            def cell_log_lik(eta):
+                return _multinomial_logp(counts, n, _ordinal_probs(eta, at_orr, gap))
         else:
             y = pm.Data(v.N_RESPONDERS, cells.y, dims="cell")
             log_coef = pm.Data(
                 v.LOG_BINOMIAL_COEFFICIENT, log_binomial_coefficients(cells), dims="cell"
             )
-            pm.CustomDist(
-                v.RESPONDERS,
-                n,
-                eta,
-                log_coef,
-                logp=_binomial_logp,
-                random=_binomial_random,
-                observed=y,
-                dims="cell",
-                dtype="int64",
+
+            def cell_log_lik(eta):
+                return _binomial_logp(y, n, eta, log_coef)
+
+        if exnex:
+            eta_ex = eta_of(typical_of(regimen.exchangeable))
+            eta_nex = eta_of(typical_of(regimen.nonexchangeable))
+            regimen_logit = select_regimens(
+                regimen,
+                cell_log_lik(eta_ex),
+                cell_log_lik(eta_nex),
+                index[:, 0],
+                n_regimens,
+                simulate,
             )
+            typical_logit = pm.Deterministic(
+                v.TYPICAL_LOGIT, typical_of(regimen_logit), dims=("regimen", "severity")
+            )
+        eta = eta_of(typical_logit)
+
+        if eff.ordinal:
+            probs = _ordinal_probs(eta, at_orr, gap)  # (cell, category): NR, PR, CR
+            if exnex:
+                pm.CustomDist(
+                    v.RESPONSES,
+                    n,
+                    probs,
+                    _ordinal_probs(eta_ex, at_orr, gap),
+                    _ordinal_probs(eta_nex, at_orr, gap),
+                    index[:, 0],
+                    regimen.p,
+                    logp=_exnex_logp(_multinomial_logp, n_regimens),
+                    random=_exnex_multinomial_random,
+                    signature="(),(k),(k),(k),(),()->(k)",
+                    observed=counts,
+                    dims=("cell", "category"),
+                    dtype="int64",
+                )
+            else:
+                pm.Multinomial(
+                    v.RESPONSES, n=n, p=probs, observed=counts, dims=("cell", "category")
+                )
+            log_probs = pt.log(probs)
+        else:
+            if exnex:
+                pm.CustomDist(
+                    v.RESPONDERS,
+                    n,
+                    eta,
+                    log_coef,
+                    eta_ex,
+                    eta_nex,
+                    index[:, 0],
+                    regimen.p,
+                    logp=_exnex_logp(_binomial_logp, n_regimens),
+                    random=_binomial_random,
+                    observed=y,
+                    dims="cell",
+                    dtype="int64",
+                )
+            else:
+                pm.CustomDist(
+                    v.RESPONDERS,
+                    n,
+                    eta,
+                    log_coef,
+                    logp=_binomial_logp,
+                    random=_binomial_random,
+                    observed=y,
+                    dims="cell",
+                    dtype="int64",
+                )
             # (cell, category): non-responder, responder
             log_probs = pt.stack(
                 [-pt.softplus(eta), -pt.softplus(-eta)], axis=-1
@@ -448,8 +514,46 @@ def _binomial_logp(value, n, eta, log_coef):
     return log_coef + value * eta - n * pt.softplus(eta)
 
 
-def _binomial_random(n, eta, log_coef, rng=None, size=None):
+def _binomial_random(n, eta, *unused, rng=None, size=None):
     return rng.binomial(n, special.expit(eta), size=size)
+
+
+def _ordinal_probs(eta, at_orr, gap):
+    """(cell, category) probabilities of NR, PR, CR from the summarised outcome's
+    log-odds ``eta`` (CR, or CR+PR when ``at_orr``) and the cut-point gap."""
+    log_odds_cr = eta - at_orr * gap
+    p_cr = pm.math.sigmoid(log_odds_cr)
+    p_pr_or_better = pm.math.sigmoid(log_odds_cr + gap)
+    return pt.stack([1.0 - p_pr_or_better, p_pr_or_better - p_cr, p_cr], axis=-1)
+
+
+def _multinomial_logp(counts, n, probs):
+    """Multinomial(n, probs) log-probability of each cell's category counts."""
+    log_coef = pt.gammaln(n + 1.0) - pt.gammaln(counts + 1.0).sum(axis=-1)
+    return log_coef + (counts * pt.log(probs)).sum(axis=-1)
+
+
+def _exnex_logp(cell_logp, n_regimens: int):
+    """EXNEX's likelihood (``model.exnex``): ``cell_logp(value, n, x, *rest)`` under
+    each regimen's exchangeable and nonexchangeable log-odds, δ summed out. The
+    parameters are (n, x given δ, *rest, x_ex, x_nex, regimen of cell, p); x given
+    δ is for simulating only (the likelihood does not depend on δ)."""
+
+    def logp(value, n, _given_state, *params):
+        *rest, x_ex, x_nex, regimen_of_cell, p = params
+        return regimen_mixture(
+            cell_logp(value, n, x_ex, *rest),
+            cell_logp(value, n, x_nex, *rest),
+            regimen_of_cell,
+            p,
+            n_regimens,
+        )
+
+    return logp
+
+
+def _exnex_multinomial_random(n, probs, *unused, rng=None, size=None):
+    return rng.multinomial(n, probs, size=size)
 
 
 def _check_external(spec, eff, cells: CellTable, external) -> None:

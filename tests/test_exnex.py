@@ -276,3 +276,50 @@ def test_exnex_simulates_from_its_prior_and_fits_given_the_data():
     )
     values = w(model.initial_point() | {"regimen_z": np.array([0.0, 2.0, 0.0])})
     assert len(set(np.round(values, 6))) > 1 and np.all((0 < values) & (values < 1))
+
+
+def test_ordinal_exnex_likelihood_is_the_regimen_mixture_of_multinomials():
+    """The ordinal model under EXNEX: the same mixture, of NR / PR / CR multinomials."""
+    from scipy.stats import multinomial
+
+    from scleromx_bayes.model import build_model
+
+    partial = {"A": 4, "B": 1, "C": 2}
+    frame = pd.DataFrame(
+        [
+            {"site": "S1", "regimen": r, "severity": "all", "n": n, "n_cr": cr, "n_pr": partial[r]}
+            for r, (n, cr) in SMALL.items()
+        ]
+    )
+    frame.attrs["synthetic"] = True
+    cells = sxb.read_counts(frame, regimen_order=list(SMALL)).cells()
+    ex = sxb.load_spec("exnex")
+    spec = sxb.load_spec("ordinal").with_overrides(
+        {
+            "structure.regimen_pooling": "exnex",
+            **{
+                f"priors.{p}": ex.prior(p).to_dict() for p in ("nonexchangeable", "exchangeability")
+            },
+        },
+        name="ordinal_exnex",
+    )
+    model = build_model(cells, spec)
+    like = model.compile_logp(vars=[model["responses"]], jacobian=False)
+    point = model.initial_point() | {
+        "intercept": np.array(-0.4),
+        "regimen_z": np.array([0.5, -1.0, 2.0]),
+        "nonexchangeable_z": np.array([-0.3, 1.2, 0.1]),
+    }
+    sd = float(np.exp(point["regimen_sd_log__"]))
+    gap = float(np.exp(point["cutpoint_gap_log__"]))
+
+    def probs(logit_cr):
+        p_cr, p_any = expit(logit_cr), expit(logit_cr + gap)
+        return np.stack([1 - p_any, p_any - p_cr, p_cr], axis=-1)
+
+    n = np.array([c[0] for c in SMALL.values()])
+    counts = np.array([[n_ - cr - partial[r], partial[r], cr] for r, (n_, cr) in SMALL.items()])
+    ex_ll = multinomial.logpmf(counts, n, probs(-0.4 + sd * point["regimen_z"]))
+    nex_ll = multinomial.logpmf(counts, n, probs(1.5 * point["nonexchangeable_z"]))
+    expected = np.logaddexp(np.log(0.5) + ex_ll, np.log(0.5) + nex_ll).sum()
+    assert like(point) == pytest.approx(expected, rel=1e-10)

@@ -113,3 +113,25 @@ def test_a_stricter_k_hat_sends_scenarios_to_an_exact_refit(example, both):
     np.testing.assert_array_equal(
         strict["p_cr_new_site"].sel(scenario=name), exact["p_cr_new_site"].sel(scenario=name)
     )
+
+
+def test_exnex_scenarios_are_refitted_not_reweighted(example):
+    """EXNEX draws each regimen's state given the data (model.exnex), so a baseline's
+    regimen log-odds belong to its own data: its scenarios are refitted exactly even
+    when only a prior value differs."""
+    grid = Grid.one_at_a_time(
+        {"model": ["exnex"], "site_sd": [0.5, 0.25]},
+        name="exnex",
+        draws=300,
+        tune=300,
+        chains=2,
+        seed=5,
+        ess_min=100,
+        rhat_max=1.05,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        fast = run_sensitivity(example, grid, reweight=True)
+    assert list(fast.scenario.values) == ["baseline", "site_sd=0.25"]
+    assert (fast["reweighted"] == 0).all() and np.isnan(fast["pareto_k"]).all()
+    assert (fast["status"] == "ok").all(), fast["reason"].values

@@ -28,6 +28,7 @@ from pymc.model.transform.conditioning import remove_value_transforms
 
 from ..fit import Fit, FitTiming, cell_groups
 from ..model import build_model, data_values, exact_float_math, scalar_values
+from ..model import names as v
 from .plan import ScenarioInputs
 
 __all__ = ["K_HAT_MAX", "LogDensity", "Reweighted", "reweight"]
@@ -65,11 +66,16 @@ class LogDensity:
         self.shape = next(iter(draws.values())).shape[:2]
         flat = {k: x.reshape(-1, *x.shape[2:]) for k, x in draws.items()}
         self.points = [{k: flat[k][i] for k in names} for i in range(int(np.prod(self.shape)))]
+        # EXNEX draws each regimen's state given the data (model.exnex): the baseline's
+        # regimen log-odds are its own data's, so they do not carry over to a scenario
+        self.state_given_data = v.EXCHANGEABILITY_SELECTOR in names
 
     def why_not(self, inputs: ScenarioInputs) -> str:
         """Why the baseline's draws cannot answer ``inputs`` ("" when they can)."""
         if inputs.spec.borrowing:
             return "borrows from published series"
+        if self.state_given_data:
+            return "EXNEX: each draw's exchangeability state is drawn given the baseline's data"
         other = build_model(inputs.cells, inputs.spec)
         if _signature(other) != self.signature:
             return "other parameters than the baseline (model structure or prior family)"

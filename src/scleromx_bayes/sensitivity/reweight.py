@@ -8,7 +8,9 @@ joint densities at each draw, evaluated on the scenario's own graph. The weights
 are Pareto-smoothed (PSIS; Vehtari et al. 2024, as ``loo`` and ``priorsense``
 do), and their Pareto k-hat decides, scenario by scenario: at or below
 :data:`K_HAT_MAX` (and the sample-size bound ``1 - 1/log10(S)``) the estimate is
-trusted, above it the scenario is refitted exactly.
+trusted, above it the scenario is refitted exactly. EXNEX baselines are not
+reweighted: their draws of each regimen's log-odds carry a state drawn given the
+baseline's own data (``model.exnex``).
 
 A trusted scenario's draws are the baseline's resampled with the smoothed
 weights (systematic resampling, seeded), so every summary is computed as for a

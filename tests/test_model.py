@@ -227,8 +227,9 @@ def test_diagnostics_warn_and_are_recorded(example):
 
 
 def test_diagnostics_are_arviz_own_per_variable(example):
-    """One call on every parameter stacked gives exactly what az.rhat / az.ess give
-    variable by variable (a short fit, so the extremes are not all alike)."""
+    """The diagnostics of every parameter at once give what az.rhat / az.ess give
+    variable by variable, to rounding (a short fit, so the extremes are not all
+    alike)."""
     from scleromx_bayes.diagnostics import diagnose
     from scleromx_bayes.model import names as v
 
@@ -248,9 +249,9 @@ def test_diagnostics_are_arviz_own_per_variable(example):
         return vals[np.isfinite(vals)]
 
     d = diagnose(fit.posterior)
-    assert d.max_rhat == every(per_variable["rhat"]).max()
-    assert d.min_ess_bulk == every(per_variable["bulk"]).min()
-    assert d.min_ess_tail == every(per_variable["tail"]).min()
+    assert d.max_rhat == pytest.approx(every(per_variable["rhat"]).max(), rel=1e-12)
+    assert d.min_ess_bulk == pytest.approx(every(per_variable["bulk"]).min(), rel=1e-12)
+    assert d.min_ess_tail == pytest.approx(every(per_variable["tail"]).min(), rel=1e-12)
     assert d.max_rhat > 1.0 and d.min_ess_bulk < 120
 
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import xarray as xr
 from arviz_base import rcParams
-from arviz_stats.base import array_stats
 
+from .convergence import rhat_ess
 from .errors import SettingsError
 from .model import names as v
 
@@ -87,9 +87,8 @@ def _extreme(values: np.ndarray, fn) -> float:
 
 
 def _stacked(post: xr.Dataset) -> np.ndarray:
-    """Every scalar of every variable as one (scalar, chain, draw) array: ArviZ's
-    array functions then run once for a fit, not once per variable (through
-    xarray, that was a third of a small warm fit's time). Same numbers."""
+    """Every scalar of every variable as one (scalar, chain, draw) array, for
+    :func:`convergence.rhat_ess` (ArviZ's numbers, all scalars at once)."""
     chains, draws = post.sizes["chain"], post.sizes["draw"]
     parts = [
         post[name].transpose("chain", "draw", ...).values.reshape(chains, draws, -1)
@@ -119,12 +118,8 @@ def diagnose(
         draws = _stacked(post)
         if not draws.size:  # nothing to check: NaN, reported as not computed
             draws = np.full((1, *draws.shape[1:]), np.nan)
-        rhat = array_stats.rhat(draws, chain_axis=-2, draw_axis=-1, method="rank")
-        ess_bulk = array_stats.ess(draws, chain_axis=-2, draw_axis=-1, method="bulk")
         # the tail quantiles az.ess uses: ArviZ's stats.ci_prob
-        ess_tail = array_stats.ess(
-            draws, chain_axis=-2, draw_axis=-1, method="tail", prob=rcParams["stats.ci_prob"]
-        )
+        rhat, ess_bulk, ess_tail = rhat_ess(draws, rcParams["stats.ci_prob"])
     max_rhat = _extreme(rhat, np.max)
     min_bulk, min_tail = _extreme(ess_bulk, np.min), _extreme(ess_tail, np.min)
     stats = tree["sample_stats"]

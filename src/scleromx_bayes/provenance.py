@@ -6,6 +6,7 @@ data (by fingerprint, never by content) and the software that made it.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import json
 from dataclasses import dataclass
@@ -80,6 +81,7 @@ class DataProvenance:
         }
 
 
+@functools.cache  # importlib.metadata scans sys.path: ~50 ms a call, once per Dataset
 def versions() -> str:
     """Versions of this package and the ones its results depend on, as JSON."""
     out = {}

@@ -201,6 +201,8 @@ def _reweight_from_baseline(plan: _Plan, todo: list[int], finish) -> dict[int, t
         # unreliable draws are no basis for reweighting; nor (not yet) a borrowing one
         return {}
     density = LogDensity(base)
+    if density.state_given_data:  # no scenario can be reweighted (why_not says why)
+        return {}
     base_log_density = density.at_draws()
     left: dict[int, tuple[float, float]] = {}
     for i in todo:

@@ -6,6 +6,7 @@
     ./dev bench registry       # 100,000 episodes at 1,000 centres: auto vs non-centred sites
     ./dev bench read           # validating a 1,000,000-row episode table vs bare read_csv
     ./dev bench oc             # 1,000 simulations x 3 specs: operating_characteristics vs pm.sample
+    ./dev bench cold           # first fit on a new machine (empty caches): ours, pm.sample, bambi
 
 Every contender fits the same data (the synthetic example cohort, CR, NE excluded)
 with 4 chains x 1000 warm-up x 1000 draws on this machine's 2 cores, and the
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "which",
-        choices=["fit", "sensitivity", "fastmath", "registry", "read", "oc"],
+        choices=["fit", "cold", "sensitivity", "fastmath", "registry", "read", "oc"],
         nargs="?",
         default="fit",
     )
@@ -169,6 +170,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.which == "fit":
         result = bench_fit(args.seed)
+    elif args.which == "cold":
+        from cold_bench import bench_cold
+
+        result = bench_cold(args.seed)
+        result["machine"] = machine()
     elif args.which == "read":
         from read_bench import bench_read
 

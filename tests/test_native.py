@@ -103,6 +103,83 @@ def test_another_data_layout_is_another_entry(private_cache):
     assert len(list(private_cache.iterdir())) == 4
 
 
+def _vector_model(n: int) -> pm.Model:
+    """A vector parameter with a dim, a datum of that dim, a stored deterministic."""
+    with pm.Model(coords={"g": np.arange(n)}) as model:
+        y = pm.Data("y", np.linspace(-1.0, 1.0, n), dims="g")
+        mu = pm.Normal("mu", 0.0, 1.0)
+        z = pm.Normal("z", 0.0, 1.0, dims="g")
+        s = pm.HalfNormal("s", 1.0)
+        pm.Normal("obs", mu + 0.5 * z, s, observed=y, dims="g")
+        pm.Deterministic("shifted", mu + z, dims="g")
+    return model
+
+
+def _logp_and_grad(compiled, x: np.ndarray) -> tuple[float, np.ndarray]:
+    ptr = ctypes.POINTER(ctypes.c_double)
+    grad, out = np.empty_like(x), np.empty(1)
+    code = compiled.compiled_logp_func.ctypes(
+        x.size,
+        x.ctypes.data_as(ptr),
+        grad.ctypes.data_as(ptr),
+        out.ctypes.data_as(ptr),
+        compiled.user_data.ctypes.data,
+    )
+    assert code == 0
+    return float(out[0]), grad
+
+
+def test_models_of_every_size_share_one_compiled_code(private_cache, monkeypatch):
+    """Sizes are data: the parameter vector and its slices are computed from the
+    dims' lengths, so a model with more groups reuses the compiled callbacks; its
+    log density and gradient are nutpie's own compile's for that size, and its draws
+    do not depend on which size compiled the code."""
+    with exact_float_math():
+        small = native.compile_for_nutpie(_vector_model(3))
+        before = native.native_cache_stats()
+        large = native.compile_for_nutpie(_vector_model(7))
+        after = native.native_cache_stats()
+        theirs = nutpie.compile_pymc_model(_vector_model(7))
+        monkeypatch.setattr(native, "_loaded", {})
+        for entry in private_cache.iterdir():
+            entry.unlink()
+        own = native.compile_for_nutpie(_vector_model(7))  # compiled at this size
+    assert after == before  # neither compiled nor loaded: this process holds the code
+    assert large.compiled_logp_func is small.compiled_logp_func
+    assert large.compiled_expand_func is small.compiled_expand_func
+    assert (small.n_dim, large.n_dim) == (5, 9)
+    rng = np.random.default_rng(2)
+    for _ in range(5):
+        x = rng.normal(size=9)
+        (ours_logp, ours_grad), (ref_logp, ref_grad) = (
+            _logp_and_grad(large, x),
+            _logp_and_grad(theirs, x),
+        )
+        assert ours_logp == pytest.approx(ref_logp, rel=1e-13)
+        np.testing.assert_allclose(ours_grad, ref_grad, rtol=1e-13, atol=1e-13)
+    # a position of another length is refused (an error code), not misread
+    ptr = ctypes.POINTER(ctypes.c_double)
+    short, grad, out = np.zeros(8), np.empty(8), np.empty(1)
+    code = large.compiled_logp_func.ctypes(
+        8,
+        short.ctypes.data_as(ptr),
+        grad.ctypes.data_as(ptr),
+        out.ctypes.data_as(ptr),
+        large.user_data.ctypes.data,
+    )
+    assert code != 0
+    assert large.compiled_logp_func is not own.compiled_logp_func
+    trace = nutpie.sample(large, draws=100, tune=100, chains=2, seed=4, progress_bar=False)
+    again = nutpie.sample(own, draws=100, tune=100, chains=2, seed=4, progress_bar=False)
+    for name in ("mu", "z", "s", "shifted"):
+        assert np.array_equal(trace["posterior"][name].values, again["posterior"][name].values)
+    assert trace["posterior"]["shifted"].shape == (2, 100, 7)
+    np.testing.assert_allclose(
+        trace["posterior"]["shifted"].values,
+        trace["posterior"]["mu"].values[..., None] + trace["posterior"]["z"].values,
+    )
+
+
 def test_a_damaged_entry_is_compiled_again_and_replaced(private_cache, monkeypatch):
     with exact_float_math():
         good = native.compile_for_nutpie(_model(0.5))

@@ -11,10 +11,12 @@ import pytest
 import xarray as xr
 
 import scleromx_bayes as sxb
+from scleromx_bayes import native
 from scleromx_bayes.fit import cells_for, clear_compiled_cache
 from scleromx_bayes.model import build_model, shared_graph
 from scleromx_bayes.sensitivity import load_grid
 from scleromx_bayes.sensitivity.plan import resolve
+from scleromx_bayes.simulate import simulate_cohort
 
 BASE = sxb.load_spec("base")
 # every pooling / term switch, and a prior family the no-pooling form must keep
@@ -147,6 +149,43 @@ def test_draws_do_not_depend_on_what_compiled_the_graph(example):
     # labels come from the cohort fitted, not the one that compiled the graph
     assert list(reused_cohort["regimen"].values) == list(other.regimens)
     assert list(other.regimens) != list(example.regimens)
+
+
+def _sized(n_regimens: int, n_sites: int, n_patients: int) -> sxb.Cohort:
+    cohort, _ = simulate_cohort(
+        {f"regimen {i}": -0.5 + 0.3 * i for i in range(n_regimens)},
+        {"mild": 0.0, "moderate": -0.4, "severe": -0.8},
+        n_sites=n_sites,
+        n_patients=n_patients,
+        seed=n_regimens,
+    )
+    return cohort
+
+
+def test_cohorts_of_every_size_share_one_compiled_code():
+    """The compiled code depends on the structure, not on the numbers of regimens,
+    sites or cells: a cohort twice the size fits without compiling nutpie's
+    callbacks, and every graph family's code is keyed the same at both sizes."""
+    small, large = _sized(3, 4, 90), _sized(6, 11, 400)
+    assert len(large.regimens) != len(small.regimens) and len(large.sites) != len(small.sites)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sxb.fit(small, BASE, draws=60, tune=60, chains=1, seed=9)
+        before = native.native_cache_stats()
+        fit = sxb.fit(large, BASE, draws=60, tune=60, chains=1, seed=9)
+    assert native.native_cache_stats() == before  # nothing compiled, nothing loaded
+    assert fit.posterior["posterior"]["regimen_logit"].sizes["regimen"] == 6
+    assert fit.posterior["posterior"]["site_z"].sizes["site"] == 11
+    # the graphs whose sizes once were Python numbers (EXNEX's per-regimen sums, the
+    # interaction's reference column)
+    for name in ("exnex", "interaction"):
+        spec = OTHERS[name]
+        keys = []
+        for cohort in (small, large):
+            model = build_model(cohort.cells(), spec, shared=True)
+            functions = native._make_functions(model, None, None)
+            keys.append((native._graph_key(functions[2]), native._graph_key(functions[3])))
+        assert None not in keys[0] and keys[0] == keys[1], name
 
 
 def test_a_fit_keeps_only_its_own_model_s_variables(example):

@@ -327,6 +327,9 @@ def build_model(
             coords["external_study"] = np.arange(external.study_n.size)
 
     with pm.Model(coords=coords) as model:
+        # sizes in the graph are the model's dimension lengths (shared data), never
+        # Python numbers: one compiled model serves cohorts of every size (native.py)
+        n_regimens_data = model.dim_lengths["regimen"]
         scalars = _Scalars(scalar_values(cells, spec, shared=shared, external=external))
         parts = _Parts(spec, eff, graph, scalars, external, tuple(cells.regimens))
         # the cohort is data: one compiled model serves every cohort of the same size
@@ -354,7 +357,7 @@ def build_model(
             u = pm.Normal(v.INTERACTION_Z, 0.0, 1.0, dims=("regimen", "severity_vs_reference"))
             interaction = pm.Deterministic(
                 v.INTERACTION,
-                pt.concatenate([pt.zeros((n_regimens, 1)), interaction_sd * u], axis=1),
+                pt.concatenate([pt.zeros_like(u[:, :1]), interaction_sd * u], axis=1),
                 dims=("regimen", "severity"),
             )
             typical_terms.append(interaction)
@@ -429,7 +432,7 @@ def build_model(
                 cell_log_lik(eta_ex),
                 cell_log_lik(eta_nex),
                 index[:, 0],
-                n_regimens,
+                n_regimens_data,
                 simulate,
             )
             typical_logit = pm.Deterministic(
@@ -448,7 +451,7 @@ def build_model(
                     _ordinal_probs(eta_nex, at_orr, gap),
                     index[:, 0],
                     regimen.p,
-                    logp=_exnex_logp(_multinomial_logp, n_regimens),
+                    logp=_exnex_logp(_multinomial_logp, n_regimens_data),
                     random=_exnex_multinomial_random,
                     signature="(),(k),(k),(k),(),()->(k)",
                     observed=counts,
@@ -471,7 +474,7 @@ def build_model(
                     eta_nex,
                     index[:, 0],
                     regimen.p,
-                    logp=_exnex_logp(_binomial_logp, n_regimens),
+                    logp=_exnex_logp(_binomial_logp, n_regimens_data),
                     random=_binomial_random,
                     observed=y,
                     dims="cell",
@@ -533,7 +536,7 @@ def _multinomial_logp(counts, n, probs):
     return log_coef + (counts * pt.log(probs)).sum(axis=-1)
 
 
-def _exnex_logp(cell_logp, n_regimens: int):
+def _exnex_logp(cell_logp, n_regimens):
     """EXNEX's likelihood (``model.exnex``): ``cell_logp(value, n, x, *rest)`` under
     each regimen's exchangeable and nonexchangeable log-odds, δ summed out. The
     parameters are (n, x given δ, *rest, x_ex, x_nex, regimen of cell, p); x given

@@ -62,11 +62,11 @@ def exnex_regimens(mu, tau, nex_mu, nex_sigma, p, shift) -> ExnexRegimens:
     )
 
 
-def _per_regimen(cell_values, regimen_of_cell, n_regimens: int):
+def _per_regimen(cell_values, regimen_of_cell, n_regimens):
     return pt.inc_subtensor(pt.zeros(n_regimens)[regimen_of_cell], cell_values)
 
 
-def _log_weights(ll_ex, ll_nex, regimen_of_cell, p, n_regimens: int):
+def _log_weights(ll_ex, ll_nex, regimen_of_cell, p, n_regimens):
     """log p + log L_r(θ_ex) and log(1 − p) + log L_r(θ_nex), per regimen."""
     return (
         pt.log(p) + _per_regimen(ll_ex, regimen_of_cell, n_regimens),
@@ -74,7 +74,7 @@ def _log_weights(ll_ex, ll_nex, regimen_of_cell, p, n_regimens: int):
     )
 
 
-def regimen_mixture(ll_ex, ll_nex, regimen_of_cell, p, n_regimens: int):
+def regimen_mixture(ll_ex, ll_nex, regimen_of_cell, p, n_regimens):
     """The likelihood with δ summed out, spread evenly over each regimen's cells.
 
     ``ll_ex``, ``ll_nex``: each cell's log-likelihood under the exchangeable and the
@@ -90,7 +90,7 @@ def regimen_mixture(ll_ex, ll_nex, regimen_of_cell, p, n_regimens: int):
 
 
 def select_regimens(
-    terms: ExnexRegimens, ll_ex, ll_nex, regimen_of_cell, n_regimens: int, simulate: bool
+    terms: ExnexRegimens, ll_ex, ll_nex, regimen_of_cell, n_regimens, simulate: bool
 ) -> pt.TensorVariable:
     """``exchangeability_weight`` (stored) and each regimen's log-odds given δ."""
     if simulate:  # the generative model: δ from its prior

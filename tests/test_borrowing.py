@@ -319,7 +319,6 @@ def test_one_study_without_heterogeneity_is_the_conjugate_posterior():
 
 def test_borrow_command_prints_the_prior_and_writes_dataset_and_plot(tmp_path):
     from conftest import run_cli
-
     from scleromx_bayes.simulate import example_path
 
     out = tmp_path / "borrow"
@@ -432,6 +431,35 @@ def test_map_prior_and_joint_model_agree(example):
     ess = ds["prior_ess"].sel(ess_method="elir")
     assert np.isfinite(ess.sel(regimen=["HDIVig", "DNS rescue"])).all()
     assert np.isnan(ess.sel(regimen="Len-Dex-HDIVig"))
+
+
+def test_every_choice_of_borrowed_regimens_shares_one_compiled_code(example):
+    """Which regimens borrow is data: for each method, borrowing for two regimens or
+    for one gives the same compiled graphs (PyTensor's key, under which native.py
+    keeps the code), so a second choice compiles nothing; and the indices are the
+    cohort's positions of the borrowed regimens and of the rest."""
+    from scleromx_bayes import native
+    from scleromx_bayes.borrowing import Borrowing
+    from scleromx_bayes.model import build_model, data_values
+
+    cells = example.cells()
+    spec = sxb.load_spec("no_pooling")
+    ev = read_evidence(example_evidence_path(), regimens=example.regimens)
+    for method in ("map", "robust_map", "joint", "power"):
+        keys = []
+        for regimens in (("HDIVig", "DNS rescue"), ("DNS rescue",)):
+            external = Borrowing(ev, method=method, regimens=regimens).prepare(cells).external
+            model = build_model(cells, spec, shared=True, external=external)
+            functions = native._make_functions(model, None, None)
+            keys.append((native._graph_key(functions[2]), native._graph_key(functions[3])))
+            values = data_values(cells, spec, shared=True, external=external)
+            borrowed = [cells.regimens[i] for i in values["borrowed_index"]]
+            assert borrowed == list(external.regimens), method
+            if method != "power":
+                own = [cells.regimens[i] for i in values["own_index"]]
+                assert sorted(own + borrowed) == sorted(cells.regimens), method
+                assert not set(own) & set(borrowed), method
+        assert None not in keys[0] and keys[0] == keys[1], method
 
 
 def test_robust_weight_rises_when_the_cohort_disagrees(example):

@@ -7,10 +7,10 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FAST, quiet_fit
 from scipy.special import gammaln
 
 import scleromx_bayes as sxb
+from conftest import FAST, quiet_fit
 from scleromx_bayes.checks import (
     compare,
     pointwise_log_likelihood,

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from conftest import run_cli, write_csv
 
 import scleromx_bayes as sxb
+from conftest import run_cli, write_csv
 from scleromx_bayes.borrowing import example_evidence_path
 from scleromx_bayes.diagnostics import diagnose
 from scleromx_bayes.errors import SettingsError

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import quiet_fit
 from scipy.special import expit
 
 import scleromx_bayes as sxb
+from conftest import quiet_fit
 from scleromx_bayes.checks import compare
 from scleromx_bayes.model import effective_structure
 

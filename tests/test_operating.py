@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from conftest import run_cli
 from scipy.special import expit
 from scipy.stats import binom, norm
 
 import scleromx_bayes as sxb
 import scleromx_bayes.simulate
+from conftest import run_cli
 from scleromx_bayes.operating import as_design, engine, evaluate, run, threshold_for
 from scleromx_bayes.operating.engine import simulate_counts, simulation_seeds
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import quiet_fit
 from scipy.special import expit, gammaln
 
 import scleromx_bayes as sxb
+from conftest import quiet_fit
 from scleromx_bayes.checks import compare, pointwise_log_likelihood
 from scleromx_bayes.model import ordinal_counts
 

@@ -7,10 +7,10 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import quiet_fit
 from scipy.special import expit
 
 import scleromx_bayes as sxb
+from conftest import quiet_fit
 from scleromx_bayes.checks import compare, pointwise_log_likelihood
 from scleromx_bayes.fit import cells_for
 from scleromx_bayes.model import effective_structure

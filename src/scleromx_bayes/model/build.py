@@ -25,7 +25,7 @@ slower than one vector of twenty.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -177,17 +177,27 @@ def _switched_regimen_logit(parts: _Parts, shift) -> pt.TensorVariable:
     return pm.Deterministic(v.REGIMEN_LOGIT, centre + shift + scale * z, dims="regimen")
 
 
-def _borrowed_regimen_logit(parts: _Parts, shift, n_regimens: int) -> pt.TensorVariable:
+def _borrowing_positions(regimens: Sequence[str], external: ExternalEvidence) -> dict:
+    """The positions among ``regimens`` of the borrowed ones and of the others."""
+    borrowed = np.array([list(regimens).index(r) for r in external.regimens], dtype=np.int64)
+    own = np.setdiff1d(np.arange(len(regimens)), borrowed).astype(np.int64)
+    return {v.BORROWED_INDEX: borrowed, v.OWN_INDEX: own}
+
+
+def _borrowed_regimen_logit(parts: _Parts, shift) -> pt.TensorVariable:
     """Regimens without external evidence keep their own (no-pooling) prior; the
     borrowed ones get theirs from the literature (see ``model.external``)."""
     ext = parts.external
-    borrowed = np.array([parts.regimens.index(r) for r in ext.regimens], dtype=np.int64)
-    own = np.setdiff1d(np.arange(n_regimens), borrowed)
+    positions = _borrowing_positions(parts.regimens, ext)
+    # which regimens are borrowed is data (its sizes are dim lengths): the graph
+    # depends only on the method and on whether any regimen keeps its own prior
+    borrowed = pm.Data(v.BORROWED_INDEX, positions[v.BORROWED_INDEX], dims="borrowed_regimen")
     prior = parts.spec.prior("intercept")
     params = parts.scalars.prior("intercept", prior)
     t_prior = prior.dist == "StudentT"
-    logit = pt.zeros(n_regimens)
-    if ext.method == "power" or own.size:
+    logit = pt.zeros(pm.modelcontext(None).dim_lengths["regimen"])
+    has_own = positions[v.OWN_INDEX].size > 0
+    if ext.method == "power" or has_own:
         dims = "regimen" if ext.method == "power" else "own_regimen"
         nu = parts.scalars(data_name("intercept", "nu")) if t_prior else None
         z = (
@@ -196,7 +206,11 @@ def _borrowed_regimen_logit(parts: _Parts, shift, n_regimens: int) -> pt.TensorV
             else pm.Normal(v.REGIMEN_Z, 0.0, 1.0, dims=dims)
         )
         own_logit = params["mu"] + params["sigma"] * z
-        logit = own_logit if ext.method == "power" else pt.set_subtensor(logit[own], own_logit)
+        if ext.method == "power":
+            logit = own_logit
+        else:
+            own = pm.Data(v.OWN_INDEX, positions[v.OWN_INDEX], dims="own_regimen")
+            logit = pt.set_subtensor(logit[own], own_logit)
     if ext.method in ("map", "robust_map"):
         b = pm.NormalMixture(
             v.BORROWED_LOGIT,
@@ -239,9 +253,9 @@ def _borrowed_regimen_logit(parts: _Parts, shift, n_regimens: int) -> pt.TensorV
     return pm.Deterministic(v.REGIMEN_LOGIT, logit + shift, dims="regimen")
 
 
-def _regimen_logit(parts: _Parts, shift, n_regimens: int) -> pt.TensorVariable | ExnexRegimens:
+def _regimen_logit(parts: _Parts, shift) -> pt.TensorVariable | ExnexRegimens:
     if parts.external is not None:
-        return _borrowed_regimen_logit(parts, shift, n_regimens)
+        return _borrowed_regimen_logit(parts, shift)
     if parts.graph is not None and parts.graph.regimens == "switch":
         return _switched_regimen_logit(parts, shift)
     pooling = parts.eff.regimen_pooling
@@ -304,7 +318,7 @@ def build_model(
     eff = effective_structure(spec, cells)
     _check_external(spec, eff, cells, external)
     graph = shared_graph(cells, spec, external) if shared else None
-    n_regimens, n_severities = len(cells.regimens), len(cells.severities)
+    n_regimens = len(cells.regimens)
     site_term = graph.site != "none" if graph else eff.site_effect
     severity_term = graph.severity != "none" if graph else eff.severity_effect
     coords = {
@@ -330,13 +344,14 @@ def build_model(
         # sizes in the graph are the model's dimension lengths (shared data), never
         # Python numbers: one compiled model serves cohorts of every size (native.py)
         n_regimens_data = model.dim_lengths["regimen"]
+        n_severities_data = model.dim_lengths["severity"]
         scalars = _Scalars(scalar_values(cells, spec, shared=shared, external=external))
         parts = _Parts(spec, eff, graph, scalars, external, tuple(cells.regimens))
         # the cohort is data: one compiled model serves every cohort of the same size
         index = pm.Data(v.CELL_INDEX, _cell_index(cells, eff.patient_effect))
         n = pm.Data(v.N_EVALUABLE, cells.n, dims="cell")
         shift = pm.Data(v.REGIMEN_PRIOR_SHIFT, np.zeros(n_regimens), dims="regimen")
-        regimen = _regimen_logit(parts, shift, n_regimens)
+        regimen = _regimen_logit(parts, shift)
         exnex = isinstance(regimen, ExnexRegimens)
         # log-odds at a typical site (site effect 0) for every regimen x severity: the
         # one quantity summaries, checks and validation read, whatever the structure.
@@ -370,7 +385,7 @@ def build_model(
             typical_terms.append(at_orr * gap)
 
         def typical_of(regimen_logit):
-            typical = pt.shape_padright(regimen_logit) + pt.zeros((1, n_severities))
+            typical = pt.shape_padright(regimen_logit) + pt.zeros((1, n_severities_data))
             for term in typical_terms:
                 typical = typical + term
             return typical
@@ -612,6 +627,11 @@ def data_values(
     else:
         out[v.N_RESPONDERS] = cells.y
         out[v.LOG_BINOMIAL_COEFFICIENT] = log_binomial_coefficients(cells)
+    if external is not None:
+        positions = _borrowing_positions(cells.regimens, external)
+        out[v.BORROWED_INDEX] = positions[v.BORROWED_INDEX]
+        if external.method != "power" and positions[v.OWN_INDEX].size:
+            out[v.OWN_INDEX] = positions[v.OWN_INDEX]
     if external is not None and external.method in ("map", "robust_map"):
         out[v.MIXTURE_WEIGHT] = external.mixture_weight
         out[v.MIXTURE_MEAN] = external.mixture_mean

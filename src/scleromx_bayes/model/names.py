@@ -56,6 +56,10 @@ REGIMEN_PRIOR_SHIFT = "regimen_prior_shift"
 MIXTURE_WEIGHT = "mixture_weight"  # (borrowed regimen, component) of a MAP prior
 MIXTURE_MEAN = "mixture_mean"
 MIXTURE_SD = "mixture_sd"
+# borrowing: the positions, among the cohort's regimens, of the borrowed ones and of
+# the rest (data, so one compiled model serves every choice of borrowed regimens)
+BORROWED_INDEX = "borrowed_index"
+OWN_INDEX = "own_index"
 STUDY_REGIMEN = "study_regimen"  # per external study: index of its borrowed regimen
 STUDY_N = "study_n"
 STUDY_CR = "study_cr"

@@ -68,16 +68,25 @@ class LogDensity:
         self.scalars = list(scalar_values(base.cells, base.spec))
         self.model = remove_value_transforms(own)
         with exact_float_math():
-            self.function = self.model.compile_logp(jacobian=False)
+            self.function = self.model.compile_logp(jacobian=False).f
+        # the draws in the function's own argument order and types, so each
+        # call can skip PyTensor's input checks (two thirds of a call's time)
+        self.function.trust_input = True
+        inputs = [i.variable for i in self.function.maker.inputs if not i.implicit]
         posterior = base.posterior["posterior"]
-        names = [rv.name for rv in self.model.free_RVs]
-        draws = {name: posterior[name].transpose("chain", "draw", ...).values for name in names}
-        self.shape = next(iter(draws.values())).shape[:2]
-        flat = {k: x.reshape(-1, *x.shape[2:]) for k, x in draws.items()}
-        self.points = [{k: flat[k][i] for k in names} for i in range(int(np.prod(self.shape)))]
+        draws = [
+            np.asarray(posterior[x.name].transpose("chain", "draw", ...).values, dtype=x.dtype)
+            for x in inputs
+        ]
+        self.shape = draws[0].shape[:2]
+        flat = [x.reshape(-1, *x.shape[2:]) for x in draws]
+        self.points = [
+            tuple(np.ascontiguousarray(x[i]) if x.ndim > 1 else np.asarray(x[i]) for x in flat)
+            for i in range(int(np.prod(self.shape)))
+        ]
         # EXNEX draws each regimen's state given the data (model.exnex): the baseline's
         # regimen log-odds are its own data's, so they do not carry over to a scenario
-        self.state_given_data = v.EXCHANGEABILITY_SELECTOR in names
+        self.state_given_data = v.EXCHANGEABILITY_SELECTOR in {rv.name for rv in own.free_RVs}
 
     def why_not(self, inputs: ScenarioInputs) -> str:
         """Why the baseline's draws cannot answer ``inputs`` ("" when they can)."""
@@ -105,7 +114,7 @@ class LogDensity:
         )
         with self.model:
             pm.set_data(dict(data_values(cells, spec, self.base.shift_vector())))
-        values = np.fromiter((self.function(p) for p in self.points), float, len(self.points))
+        values = np.fromiter((self.function(*p) for p in self.points), float, len(self.points))
         return values.reshape(self.shape)
 
 

@@ -273,7 +273,9 @@ def _run(plan: _Plan, box: Store | None, executor, progress) -> xr.Dataset:
             try:
                 while pending:
                     done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-                    for fut in done:
+                    # in submission order: what finished before an interrupt or a
+                    # failure collected with it is kept, whatever order the set has
+                    for fut in sorted(done, key=futures.__getitem__):
                         i = futures[fut]
                         try:
                             result = fut.result()

@@ -7,6 +7,7 @@
     ./dev bench read           # validating a 1,000,000-row episode table vs bare read_csv
     ./dev bench oc             # 1,000 simulations x 3 specs: operating_characteristics vs pm.sample
     ./dev bench cold           # first fit on a new machine (empty caches): ours, pm.sample, bambi
+    ./dev bench compile        # where a first compile's time goes, per numba function
 
 Every contender fits the same data (the synthetic example cohort, CR, NE excluded)
 with 4 chains x 1000 warm-up x 1000 draws on this machine's 2 cores, and the
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "which",
-        choices=["fit", "cold", "sensitivity", "fastmath", "registry", "read", "oc"],
+        choices=["fit", "cold", "compile", "sensitivity", "fastmath", "registry", "read", "oc"],
         nargs="?",
         default="fit",
     )
@@ -174,6 +175,11 @@ def main(argv: list[str] | None = None) -> None:
         from cold_bench import bench_cold
 
         result = bench_cold(args.seed)
+        result["machine"] = machine()
+    elif args.which == "compile":
+        from compile_bench import bench_compile
+
+        result = bench_compile(args.seed)
         result["machine"] = machine()
     elif args.which == "read":
         from read_bench import bench_read

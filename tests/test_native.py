@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import ctypes
+import fcntl
+import json
+import os
 import pickle
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import nutpie
@@ -192,6 +200,90 @@ def test_a_damaged_entry_is_compiled_again_and_replaced(private_cache, monkeypat
     assert native.native_cache_stats()["compiled"] - before == 2
     assert all(entry.stat().st_size > 1000 for entry in private_cache.iterdir())
     assert np.array_equal(_draws(good), _draws(again))
+
+
+_COMPILE_IN_A_NEW_PROCESS = """
+import json, sys
+import numpy as np, pymc as pm
+from scleromx_bayes import native
+from scleromx_bayes.model import exact_float_math
+with pm.Model(coords={"g": np.arange(3)}) as model:
+    y = pm.Data("y", np.linspace(-1.0, 1.0, 3))
+    m = pm.Normal("m", 0.5, 2.0)
+    s = pm.HalfNormal("s", 1.0)
+    pm.Normal("obs", m, s, observed=y, dims="g")
+print("ready", flush=True)
+with exact_float_math():
+    native.compile_for_nutpie(model)
+print(json.dumps(native.native_cache_stats()), flush=True)
+"""
+
+
+def _new_process(compiledir: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTENSOR_FLAGS": f"base_compiledir={compiledir}"}
+    return subprocess.Popen(
+        [sys.executable, "-c", _COMPILE_IN_A_NEW_PROCESS],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _opens_one_of(process: subprocess.Popen, paths: set[str]) -> bool:
+    """Wait until ``process`` holds one of ``paths`` open (Linux's /proc); False if it
+    ends first."""
+    fds = Path(f"/proc/{process.pid}/fd")
+    while process.poll() is None:
+        for fd in fds.iterdir():
+            try:
+                if os.readlink(fd) in paths:
+                    return True
+            except OSError:  # closed meanwhile
+                continue
+        time.sleep(0.01)
+    return False
+
+
+def test_a_process_waits_for_another_compiling_the_same_code(tmp_path, monkeypatch):
+    """Two processes reaching one structure's first compile at once compile it once:
+    while one holds a key's lock, the other waits and then loads what it stored.
+    Here the test holds the locks (as a compiling process would), lets a new process
+    reach its compile, stores the entries (compiled earlier, elsewhere) and lets go:
+    the new process loads both callbacks and compiles none. Without the lock it would
+    have found no entry and compiled both."""
+    first = _new_process(tmp_path / "a")
+    out, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err
+    assert json.loads(out.splitlines()[-1])["compiled"] == 2
+    entries = sorted((tmp_path / "a" / "scleromx_bayes" / "nutpie").glob("*.nbc"))
+    assert [e.name.split("-")[0] for e in entries] == ["expand", "logp"]
+
+    cache = tmp_path / "b" / "scleromx_bayes" / "nutpie"
+    monkeypatch.setattr(native, "cache_directory", lambda: cache)
+    locks = []
+    for entry in entries:
+        path = native._lock_path(entry.stem)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a")  # noqa: SIM115 - held across the wait below
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        locks.append(handle)
+    second = _new_process(tmp_path / "b")
+    try:
+        assert second.stdout.readline().strip() == "ready"
+        assert _opens_one_of(second, {str(native._lock_path(e.stem)) for e in entries})
+        time.sleep(0.5)  # from opening the lock file to waiting on it: microseconds
+        assert second.poll() is None, "the new process did not wait for the lock"
+        cache.mkdir(parents=True, exist_ok=True)
+        for entry in entries:
+            shutil.copy(entry, cache / entry.name)
+    finally:
+        for handle in locks:
+            handle.close()  # lets go of the lock
+    out, err = second.communicate(timeout=600)
+    assert second.returncode == 0, err
+    assert json.loads(out.splitlines()[-1]) == {"compiled": 0, "loaded": 2, "uncached": 0}
+    assert sorted(p.name for p in cache.iterdir()) == [e.name for e in entries]
 
 
 def test_the_cache_lives_in_pytensor_s_compile_directory():

@@ -17,6 +17,11 @@ compiling it. A graph PyTensor cannot key is compiled as nutpie would, uncached.
 An empty compile directory (``PYTENSOR_FLAGS=base_compiledir=<empty dir>``)
 empties this cache too.
 
+Processes that reach a key's first compile at once (the workers of a grid or an OC
+study, notebook kernels, test processes on an empty cache) compile it once: the one
+compiling holds the key's lock (``flock`` on a file beside the cache), the others
+wait for it and load what it stored.
+
 Loaded code is the code that was compiled, byte for byte, so a fit's draws do not
 depend on whether its callbacks were compiled now or loaded
 (``tests/test_reproducibility.py`` checks it across processes).
@@ -40,6 +45,7 @@ differently in the last bit).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pickle
@@ -48,6 +54,11 @@ import threading
 from collections.abc import Callable, Iterable
 from importlib.metadata import version
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: concurrent first compiles of one key each compile
+    fcntl = None
 
 import numba
 import numpy as np
@@ -149,6 +160,31 @@ class _KeyedCache:
             raise
 
 
+def _lock_path(key: str) -> Path:
+    """The lock file a process holds while it compiles ``key``'s callback (beside the
+    cache, not in it: a cache folder holds entries only)."""
+    return cache_directory().with_name(cache_directory().name + "-locks") / f"{key}.lock"
+
+
+@contextlib.contextmanager
+def _compiling(key: str):
+    """Hold ``key``'s lock across processes (``flock``) for a compile and its store.
+
+    Worker processes of a sensitivity grid or an OC study, notebook kernels and test
+    processes that start on an empty cache all reach the same structure's first fit
+    at once; without the lock each compiles it (tens of seconds of CPU each). With
+    it, one compiles and stores, and the others wait and then load the stored code.
+    """
+    if fcntl is None:
+        yield
+        return
+    path = _lock_path(key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
+        yield
+
+
 def _cfunc(pyfunc: Callable, sig, key: str | None) -> CFunc:
     """``numba.cfunc(sig)(pyfunc)``, through the disk cache when ``key`` is given."""
     if key is None:
@@ -158,9 +194,9 @@ def _cfunc(pyfunc: Callable, sig, key: str | None) -> CFunc:
         if key in _loaded:
             return _loaded[key]
         callback = CFunc(pyfunc, (sig.args, sig.return_type), {}, {})
-        cache = _KeyedCache(cache_directory() / f"{key}.nbc")
-        callback._cache = cache
-        callback.compile()
+        callback._cache = _KeyedCache(cache_directory() / f"{key}.nbc")
+        with _compiling(key):  # another process compiling this key: wait, then load
+            callback.compile()
         _stats["loaded" if callback.cache_hits else "compiled"] += 1
         _loaded[key] = callback
         return callback

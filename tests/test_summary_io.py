@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import json
 
+import arviz as az
 import numpy as np
 import pytest
 import xarray as xr
+from scipy import integrate, stats
 from scipy.special import expit
 
 import scleromx_bayes as sxb
-from scleromx_bayes.summary import posterior_probabilities
+from scleromx_bayes.summary import (
+    describe_together,
+    expected_expit,
+    posterior_probabilities,
+)
 
 
 def test_summary_variables_and_dims(base_summary, example):
@@ -122,6 +128,67 @@ def test_posterior_round_trip(base_fit, tmp_path):
         back["posterior"].to_dataset(), base_fit.posterior["posterior"].to_dataset()
     )
     assert set(back.children) >= {"posterior", "sample_stats", "observed_data", "constant_data"}
+
+
+@pytest.mark.parametrize("sd", [0.0, 0.3, 1.0, 1.3, 1.31, 2.5, 6.0, 20.0])
+def test_expected_expit_equals_adaptive_quadrature(sd):
+    """Both rules (Gauss-Hermite up to SD 1.3, probit part plus Gauss-Laguerre above)
+    against scipy's adaptive quadrature, over the log-odds a posterior reaches."""
+    etas = np.linspace(-8.0, 8.0, 17)
+
+    def exact(eta):
+        if sd == 0:
+            return expit(eta)
+        density = lambda z: expit(eta + sd * z) * stats.norm.pdf(z)  # noqa: E731
+        return integrate.quad(density, -40, 40, epsabs=1e-14, epsrel=1e-14, limit=400)[0]
+
+    got = expected_expit(xr.DataArray(etas, dims="draw"), xr.DataArray(sd))
+    assert got.dims == ("draw",)
+    np.testing.assert_allclose(got.values, [exact(e) for e in etas], rtol=0, atol=1e-11)
+    # per draw: an SD that differs between draws takes each draw's own rule
+    sds = xr.DataArray(np.where(np.arange(17) % 2, sd, 0.7), dims="draw")
+    mixed = expected_expit(xr.DataArray(etas, dims="draw"), sds)
+    np.testing.assert_allclose(mixed.values[1::2], got.values[1::2], rtol=0, atol=0)
+    narrow = expected_expit(xr.DataArray(etas[::2], dims="draw"), xr.DataArray(0.7))
+    np.testing.assert_allclose(mixed.values[::2], narrow.values, rtol=0, atol=0)
+
+
+def test_describing_arrays_together_equals_arviz_one_by_one():
+    rng = np.random.default_rng(7)
+    draws = {
+        "scalar": xr.DataArray(rng.normal(size=(3, 50)), dims=("chain", "draw")),
+        "by_regimen": xr.DataArray(
+            rng.gamma(2.0, size=(3, 50, 4)),
+            dims=("chain", "draw", "regimen"),
+            coords={"regimen": list("abcd")},
+        ),
+        # chain and draw not first: described all the same
+        "grid": xr.DataArray(
+            rng.beta(2.0, 5.0, size=(2, 3, 3, 50)),
+            dims=("regimen", "site", "chain", "draw"),
+            coords={"regimen": ["x", "y"], "site": [1, 2, 3]},
+        ),
+    }
+    draws["grid"][0, 1, 2, 7] = np.nan  # skipped, as xarray's reductions skip it
+    out = describe_together(draws, 0.8)
+    for name, d in draws.items():
+        got = out[name]
+        assert got.dims == (*[x for x in d.dims if x not in ("chain", "draw")], "stat")
+        for dim in got.dims[:-1]:
+            assert got[dim].values.tolist() == d[dim].values.tolist()
+        hdi = az.hdi(d, prob=0.8)
+        expected = {
+            "mean": d.mean(("chain", "draw")),
+            "median": d.median(("chain", "draw")),
+            "sd": d.std(("chain", "draw"), ddof=1),
+            "hdi_lower": hdi.sel(ci_bound="lower"),
+            "hdi_upper": hdi.sel(ci_bound="upper"),
+        }
+        for stat, value in expected.items():
+            np.testing.assert_allclose(
+                got.sel(stat=stat).values, value.transpose(*got.dims[:-1]).values, rtol=1e-13
+            )
+    assert np.isfinite(out["grid"].sel(regimen="x", site=2, stat="mean")).item()
 
 
 def test_summary_arguments(base_fit):

@@ -3,7 +3,7 @@
 CR probability is reported three ways:
 
 * ``p_cr_new_site``: for a patient treated at a centre not in the data, the site
-  effect integrated out (Gauss-Hermite quadrature per draw, exact to ~1e-10);
+  effect integrated out (quadrature per draw, exact to ~1e-12 at any SD);
   this is the figure to quote for "what to expect elsewhere";
 * ``p_cr_typical_site``: at a centre with site effect 0;
 * ``p_cr_by_site``: at each observed centre.
@@ -21,7 +21,7 @@ from typing import Protocol
 import arviz as az
 import numpy as np
 import xarray as xr
-from scipy.special import expit
+from scipy.special import expit, ndtr
 
 from .cohort import CellTable
 from .diagnostics import Diagnostics
@@ -36,6 +36,7 @@ __all__ = [
     "FittedModel",
     "choose_reference",
     "describe",
+    "describe_together",
     "expected_expit",
     "posterior_probabilities",
     "summarise",
@@ -66,24 +67,54 @@ _GH_NODES, _GH_WEIGHTS = np.polynomial.hermite.hermgauss(40)
 
 
 def describe(draws: xr.DataArray, hdi_prob: float) -> xr.DataArray:
-    """Mean, median, SD and HDI bounds over chain and draw, along a ``stat`` dim."""
-    hdi = az.hdi(draws, prob=hdi_prob)
-    parts = [
-        draws.mean(SAMPLE_DIMS),
-        draws.median(SAMPLE_DIMS),
-        draws.std(SAMPLE_DIMS, ddof=1),
-        hdi.sel(ci_bound="lower", drop=True),
-        hdi.sel(ci_bound="upper", drop=True),
-    ]
-    out = xr.concat(
-        parts,
-        dim=xr.DataArray(list(STATS), dims="stat", name="stat"),
-        coords="minimal",
-        compat="override",
-    )
-    # attrs ArviZ's hdi set; the coordinates come from the draws and carry none
-    # (deep drop_attrs copied every coordinate: a tenth of a sensitivity grid's time)
-    return out.transpose(..., "stat").drop_attrs(deep=False)
+    """Mean, median, SD and HDI bounds over chain and draw, along a ``stat`` dim.
+
+    Examples
+    --------
+    >>> draws = xr.DataArray(np.arange(8.0).reshape(2, 4), dims=("chain", "draw"))
+    >>> describe(draws, 0.5).sel(stat=["mean", "median"]).values.tolist()
+    [3.5, 3.5]
+    """
+    return describe_together({"x": draws}, hdi_prob)["x"]
+
+
+def describe_together(
+    draws: Mapping[str, xr.DataArray], hdi_prob: float
+) -> dict[str, xr.DataArray]:
+    """:func:`describe` of several arrays of draws in one NumPy pass.
+
+    Every array's scalars are stacked along one axis, so the statistics and ArviZ's
+    HDI run once for all of them: a summary describes seven arrays, and describing
+    them one by one cost more in xarray's per-call overhead than in arithmetic. NaN
+    draws are skipped in the mean, median and SD (as xarray's reductions do).
+    """
+    arrays = {name: d.transpose(*SAMPLE_DIMS, ...) for name, d in draws.items()}
+    columns = [d.values.reshape(d.shape[0], d.shape[1], -1) for d in arrays.values()]
+    stacked = np.concatenate(columns, axis=-1)
+    flat = stacked.reshape(-1, stacked.shape[-1])
+    if np.isnan(flat).any():
+        mean, median = np.nanmean(flat, axis=0), np.nanmedian(flat, axis=0)
+        sd = np.nanstd(flat, axis=0, ddof=1)
+    else:
+        mean, median, sd = flat.mean(axis=0), np.median(flat, axis=0), flat.std(axis=0, ddof=1)
+    hdi = az.hdi(xr.DataArray(stacked, dims=(*SAMPLE_DIMS, "scalar")), prob=hdi_prob)
+    bounds = hdi.transpose("scalar", "ci_bound")
+    lower = bounds.sel(ci_bound="lower").values
+    upper = bounds.sel(ci_bound="upper").values
+    stats = np.stack([mean, median, sd, lower, upper], axis=-1)
+    out, start = {}, 0
+    for name, d in arrays.items():
+        shape = d.shape[2:]
+        size = int(np.prod(shape, dtype=int))
+        coords = {k: c.variable for k, c in d.coords.items() if not set(c.dims) & set(SAMPLE_DIMS)}
+        out[name] = xr.DataArray(
+            stats[start : start + size].reshape(*shape, len(STATS)),
+            dims=(*d.dims[2:], "stat"),
+            coords={**coords, "stat": list(STATS)},
+            name=d.name,
+        )
+        start += size
+    return out
 
 
 def posterior_probabilities(fit: FittedModel) -> dict[str, xr.DataArray]:
@@ -120,11 +151,55 @@ def posterior_probabilities(fit: FittedModel) -> dict[str, xr.DataArray]:
 
 
 def expected_expit(eta: xr.DataArray, sd: xr.DataArray) -> xr.DataArray:
-    """E[expit(eta + sd * Z)], Z ~ N(0, 1), per draw, by 40-node Gauss-Hermite:
-    sum_i w_i / sqrt(pi) * expit(eta + sd * sqrt(2) * x_i)."""
-    nodes = xr.DataArray(np.sqrt(2.0) * _GH_NODES, dims="node")
-    weights = xr.DataArray(_GH_WEIGHTS / np.sqrt(np.pi), dims="node")
-    return (xr.apply_ufunc(expit, eta + sd * nodes) * weights).sum("node")
+    """E[expit(eta + sd * Z)], Z ~ N(0, 1), per draw, to about 1e-12 at any SD.
+
+    Up to SD 1.3, 40-node Gauss-Hermite: sum_i w_i / sqrt(pi) * expit(eta + sd *
+    sqrt(2) * x_i). Beyond it Gauss-Hermite loses accuracy fast (2e-4 at SD 3: the
+    logistic's poles at i*pi lie ever closer in the standard-normal scale), so the
+    integral is split into the probit part, exact, and the logistic's remainder,
+    which decays like exp(-|x|) on either side of 0 and takes Gauss-Laguerre:
+    Phi(eta / sd) + int_0^inf exp(-x) [phi_sd(-x - eta) - phi_sd(x - eta)] /
+    (1 + exp(-x)) dx, with 64 nodes (``tests/test_summary_io.py`` checks both
+    against adaptive quadrature).
+
+    Examples
+    --------
+    >>> round(float(expected_expit(xr.DataArray(0.8), xr.DataArray(3.0))), 6)
+    0.591052
+    """
+    return xr.apply_ufunc(_expected_expit_values, eta, sd)
+
+
+_GH_SCALED_NODES = np.sqrt(2.0) * _GH_NODES
+_GH_SCALED_WEIGHTS = _GH_WEIGHTS / np.sqrt(np.pi)
+# SD above which Gauss-Laguerre on the remainder is the more accurate rule
+# (measured: both within 2e-12 of adaptive quadrature there)
+_WIDE_SD = 1.3
+_GL_NODES, _GL_WEIGHTS = np.polynomial.laguerre.laggauss(64)
+
+
+def _expected_expit_values(eta: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    # on arrays broadcast by apply_ufunc, the nodes along a last axis (xarray's
+    # broadcasting of a node dim was half the time); summed by NumPy, not BLAS, whose
+    # kernels differ by CPU
+    eta, sd = np.broadcast_arrays(np.asarray(eta, float), np.asarray(sd, float))
+    values = expit(eta[..., None] + sd[..., None] * _GH_SCALED_NODES)
+    out = np.asarray((values * _GH_SCALED_WEIGHTS).sum(axis=-1))
+    wide = sd > _WIDE_SD
+    if wide.any():
+        out[wide] = _split_expit(eta[wide], sd[wide])
+    return out
+
+
+def _split_expit(eta: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """E[expit(eta + sd Z)] as Phi(eta / sd) plus Gauss-Laguerre on the remainder."""
+    x, sd_, eta_ = _GL_NODES, sd[:, None], eta[:, None]
+
+    def normal_pdf(u):
+        return np.exp(-0.5 * (u / sd_) ** 2) / (sd_ * np.sqrt(2.0 * np.pi))
+
+    remainder = (normal_pdf(-x - eta_) - normal_pdf(x - eta_)) / (1.0 + np.exp(-x))
+    return ndtr(eta / sd) + (remainder * _GL_WEIGHTS).sum(axis=-1)
 
 
 def _rank_probabilities(p: xr.DataArray, masked: Sequence[str] = ()) -> xr.DataArray:
@@ -257,14 +332,28 @@ def summarise(
     # ranking is the premise, not a finding, and is reported as undefined (NaN)
     defined = effective_structure(fit.spec, cells).contrasts_defined
     no_contrast = is_ref | masked_r | bool(ref in set(masked_regimens)) | (not defined)
+    post = fit.posterior["posterior"].to_dataset()
+    scales = [name for name in v.SCALE_PARAMETERS if name in post]
+    extras = [name for name in (v.COVARIATE_EFFECT, v.CUTPOINT_GAP) if name in post]
+    described = describe_together(
+        {
+            "p_cr_new_site": new,
+            "p_cr_typical_site": probs["typical_site"],
+            "p_cr_by_site": probs["by_site"],
+            "risk_difference": rd,
+            "odds_ratio": ratio,
+            **{name: post[name] for name in (*scales, *extras)},
+        },
+        hdi_prob,
+    )
     ds = xr.Dataset(
         {
-            "p_cr_new_site": describe(new, hdi_prob),
-            "p_cr_typical_site": describe(probs["typical_site"], hdi_prob),
-            "p_cr_by_site": describe(probs["by_site"], hdi_prob),
+            "p_cr_new_site": described["p_cr_new_site"],
+            "p_cr_typical_site": described["p_cr_typical_site"],
+            "p_cr_by_site": described["p_cr_by_site"],
             "prob_above": (new > thr).mean(SAMPLE_DIMS),
-            "risk_difference": describe(rd, hdi_prob).where(~no_contrast),
-            "odds_ratio": describe(ratio, hdi_prob).where(~no_contrast),
+            "risk_difference": described["risk_difference"].where(~no_contrast),
+            "odds_ratio": described["odds_ratio"].where(~no_contrast),
             "prob_better": (rd > 0).mean(SAMPLE_DIMS).where(~no_contrast),
             "rank_probability": _rank_probabilities(new, masked_regimens).where(defined),
             "n_evaluable": xr.DataArray(n_grid, dims=grid_dims, coords=grid_coords),
@@ -276,17 +365,13 @@ def summarise(
             ds[name] = ds[name].where(~masked_r)
     if masked_sites:
         ds["p_cr_by_site"] = ds["p_cr_by_site"].where(~masked_s)
-    post = fit.posterior["posterior"].to_dataset()
-    scales = [name for name in v.SCALE_PARAMETERS if name in post]
     if scales:
         ds["scale_parameters"] = xr.concat(
-            [describe(post[name], hdi_prob) for name in scales],
+            [described[name] for name in scales],
             dim=xr.DataArray(scales, dims="parameter", name="parameter"),
         )
-
-    for name in (v.COVARIATE_EFFECT, v.CUTPOINT_GAP):
-        if name in post:
-            ds[name] = describe(post[name], hdi_prob)
+    for name in extras:
+        ds[name] = described[name]
 
     if v.EXCHANGEABILITY_WEIGHT in post:
         ds["exchangeability_weight"] = post[v.EXCHANGEABILITY_WEIGHT].mean(SAMPLE_DIMS)

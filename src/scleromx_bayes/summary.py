@@ -179,16 +179,21 @@ _GL_NODES, _GL_WEIGHTS = np.polynomial.laguerre.laggauss(64)
 
 
 def _expected_expit_values(eta: np.ndarray, sd: np.ndarray) -> np.ndarray:
-    # on arrays broadcast by apply_ufunc, the nodes along a last axis (xarray's
-    # broadcasting of a node dim was half the time); summed by NumPy, not BLAS, whose
-    # kernels differ by CPU
+    # on arrays broadcast by apply_ufunc; each draw takes the rule its SD calls for
     eta, sd = np.broadcast_arrays(np.asarray(eta, float), np.asarray(sd, float))
-    values = expit(eta[..., None] + sd[..., None] * _GH_SCALED_NODES)
-    out = np.asarray((values * _GH_SCALED_WEIGHTS).sum(axis=-1))
+    out = np.empty(eta.shape)
     wide = sd > _WIDE_SD
-    if wide.any():
-        out[wide] = _split_expit(eta[wide], sd[wide])
+    out[~wide] = _hermite_expit(eta[~wide], sd[~wide])
+    out[wide] = _split_expit(eta[wide], sd[wide])
     return out
+
+
+def _hermite_expit(eta: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """E[expit(eta + sd Z)] by 40-node Gauss-Hermite (the nodes along a last axis:
+    xarray's broadcasting of a node dim was half the time; summed by NumPy, not
+    BLAS, whose kernels differ by CPU)."""
+    values = expit(eta[:, None] + sd[:, None] * _GH_SCALED_NODES)
+    return (values * _GH_SCALED_WEIGHTS).sum(axis=-1)
 
 
 def _split_expit(eta: np.ndarray, sd: np.ndarray) -> np.ndarray:

@@ -9,7 +9,10 @@ import warnings
 import numpy as np
 import pytest
 
-from scleromx_bayes.sensitivity import Grid, GridError, run_sensitivity
+from scleromx_bayes.model import build_model
+from scleromx_bayes.sensitivity import Grid, GridError, load_grid, run_sensitivity
+from scleromx_bayes.sensitivity.plan import resolve
+from scleromx_bayes.sensitivity.reweight import LogDensity, _signature
 
 RUN = {"draws": 1000, "tune": 500, "chains": 2, "seed": 5, "ess_min": 100, "rhat_max": 1.05}
 AXES = {
@@ -135,3 +138,36 @@ def test_exnex_scenarios_are_refitted_not_reweighted(example):
     assert list(fast.scenario.values) == ["baseline", "site_sd=0.25"]
     assert (fast["reweighted"] == 0).all() and np.isnan(fast["pareto_k"]).all()
     assert (fast["status"] == "ok").all(), fast["reason"].values
+
+
+def test_each_scenario_s_parameters_are_its_own_model_s_built_once_a_structure(example, base_fit):
+    """why_not compares a scenario's free parameters with the baseline's; they are
+    built once per structure, prior families and sizes, and must be exactly what
+    the scenario's own model has, whatever the axis changed."""
+    density = LogDensity(base_fit)
+    more = Grid.one_at_a_time(
+        {
+            "model": ["base", "exnex", "interaction", "complete_pooling"],
+            "regimen_prior": ["baseline", "vague"],
+            "site_effect": ["random", "none"],
+            "severity_adjustment": ["adjusted", "unadjusted"],
+            "drop_regimen": ["none", "DNS rescue"],
+            "min_site_patients": [0, 4],
+        }
+    )
+    inputs = [
+        resolve(example, grid, scenario)
+        for grid in (load_grid("default"), more)
+        for scenario in grid.expand(example)
+    ]
+    built = []
+    for scenario in inputs:
+        own = _signature(build_model(scenario.cells, scenario.spec))
+        assert density.signature(scenario) == own, scenario.spec.name
+        built.append(own)
+    distinct = {repr(b) for b in built}
+    assert len(distinct) >= 6  # the axes above do change the parameters
+    assert len(density._signatures) < len(inputs)  # and most scenarios share them
+    reasons = {density.why_not(x) for x in inputs}
+    assert "" in reasons
+    assert "other parameters than the baseline (model structure or prior family)" in reasons

@@ -28,9 +28,11 @@ import pymc as pm
 import xarray as xr
 from pymc.model.transform.conditioning import remove_value_transforms
 
+from ..cohort import CellTable
 from ..fit import Fit, FitTiming, cell_groups
 from ..model import build_model, data_values, effective_structure, exact_float_math, scalar_values
 from ..model import names as v
+from ..spec import ModelSpec
 from .plan import ScenarioInputs
 
 __all__ = ["K_HAT_MAX", "LogDensity", "Reweighted", "reweight"]
@@ -54,11 +56,10 @@ def _signature(model: pm.Model) -> list[tuple[str, str, tuple[int, ...]]]:
     return [(rv.name, type(rv.owner.op).__name__, shape(rv)) for rv in model.free_RVs]
 
 
-def _signature_key(inputs: ScenarioInputs) -> tuple:
+def _signature_key(cells: CellTable, spec: ModelSpec) -> tuple:
     """What a model's :func:`_signature` depends on: the structure built (terms,
     parameterisation, the priors it uses), those priors' families and the factors'
     numbers of levels. Prior *values* and counts do not change it."""
-    cells, spec = inputs.cells, inputs.spec
     structure = effective_structure(spec, cells)
     families = tuple(spec.prior(name).dist for name in structure.priors)
     sizes = tuple(len(x) for x in (cells.regimens, cells.sites, cells.severities, cells.patients))
@@ -108,12 +109,13 @@ class LogDensity:
         self.state_given_data = v.EXCHANGEABILITY_SELECTOR in {rv.name for rv in own.free_RVs}
         # a grid's scenarios share a handful of structures: build one model each
         # (building one is ~0.05 s, a second of a 24-scenario grid)
-        self._signatures: dict[tuple, list] = {}
+        # (the baseline's own model, built above, is the first)
+        self._signatures = {_signature_key(base.cells, base.spec): self.base_signature}
 
     def signature(self, inputs: ScenarioInputs) -> list:
         """The free parameters of ``inputs``' own model (name, distribution, shape),
         built once per :func:`_signature_key`."""
-        key = _signature_key(inputs)
+        key = _signature_key(inputs.cells, inputs.spec)
         if key not in self._signatures:
             self._signatures[key] = _signature(build_model(inputs.cells, inputs.spec))
         return self._signatures[key]

@@ -369,3 +369,51 @@ def test_the_likelihood_is_the_binomial_one_with_its_constant(example):
     assert abs(z.mean()) < 4 / np.sqrt(z.size)
     assert 0.9 < z.var() < 1.1
     assert (draws <= n).all() and (draws >= 0).all()
+
+
+@pytest.mark.parametrize(
+    ("name", "shared"),
+    [("base", False), ("base", True), ("interaction", False), ("interaction", True)],
+)
+def test_cell_log_odds_are_the_stored_terms_added_cell_by_cell(name, shared):
+    """The likelihood's log-odds of each cell are the stored typical_logit at its
+    regimen and severity plus its site's effect, bit for bit, at any parameter values:
+    the likelihood gathers each term per cell, the summaries read the matrix, and the
+    two must not drift apart (severity switched on and off in the shared graph)."""
+    import pytensor
+
+    from scleromx_bayes.model import names as v
+
+    # three severities: each non-reference level reads its own shift and departure
+    cohort, _ = sxb.simulate_cohort(
+        {"A": -1.0, "B": 0.0, "C": 0.5},
+        {"mild": 0.0, "moderate": 0.5, "severe": 1.0},
+        n_sites=4,
+        n_patients=90,
+        seed=5,
+    )
+    cells = cohort.cells()
+    assert len(cells.severities) == 3
+    spec = sxb.load_spec(name)
+    model = sxb.build_model(cells, spec, shared=shared)
+    eta = model[v.RESPONDERS].owner.inputs[3]  # (rng, size, n, eta, log C)
+    outputs = [eta, model[v.TYPICAL_LOGIT], model[v.SITE_EFFECT]]
+    function = pytensor.function(
+        model.value_vars, model.replace_rvs_by_values(outputs), mode="FAST_COMPILE"
+    )
+    regimen, severity, site = (cells.index(f) for f in ("regimen", "severity", "site"))
+    rng = np.random.default_rng(11)
+    initial = model.initial_point()
+    switches = [1.0, 0.0] if shared else [None]
+    for switch in switches:
+        if switch is not None:
+            names = list(scalar_values(cells, spec, shared=True))
+            scalars = model["model_scalars"].get_value().copy()
+            scalars[names.index("switch__severity_effect")] = switch
+            model["model_scalars"].set_value(scalars)
+        for _ in range(3):
+            point = [rng.normal(0.0, 1.5, np.shape(initial[x.name])) for x in model.value_vars]
+            cell_eta, typical, site_effect = function(*point)
+            np.testing.assert_array_equal(cell_eta, typical[regimen, severity] + site_effect[site])
+            if switch == 0.0 and name == "base":  # no severity term: columns alike
+                np.testing.assert_array_equal(typical, typical[:, :1] + 0 * typical)

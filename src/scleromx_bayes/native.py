@@ -71,7 +71,7 @@ from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS
 
 __all__ = ["cache_directory", "compile_for_nutpie", "forget_loaded", "native_cache_stats"]
 
-_FORMAT = 2  # bump when what is stored changes
+_FORMAT = 3  # bump when what is stored changes
 _loaded: dict[str, CFunc] = {}  # a key's code is loaded at most once per process
 _lock = threading.Lock()
 _stats = {"compiled": 0, "loaded": 0, "uncached": 0}
@@ -312,6 +312,65 @@ def _make_functions(model, pymc_initial_point_fn, var_names):
     )
 
 
+def _extraction_fn(inner, shared_data: dict, keys: list[str], record_dtype: np.dtype):
+    """``inner(x, *shared)`` with the shared data read from nutpie's ``user_data``.
+
+    Does what ``nutpie.compile_pymc.make_extraction_fn`` does, in straight-line code:
+    every field of nutpie's record (each datum's address, size and shape) is an
+    8-byte word at an offset known here, so the callback reads words at constant
+    positions instead of typing the record's named fields once per datum (about
+    0.2 s of numba's first compile per datum, 3 s for a model's two callbacks).
+    nutpie's ``with_data`` writes the same record, so data set later are read.
+    """
+    if not keys:
+
+        @numba.njit(inline="always")
+        def extract_none(x, user_data_):
+            return inner(x)
+
+        return extract_none
+
+    shared = record_dtype.fields["shared"]
+    fields = {part: shared[0].fields[part] for part in ("data", "size", "shape")}
+
+    def word(part: str, key: str) -> int:
+        offset = shared[1] + fields[part][1] + fields[part][0].fields[key][1]
+        if offset % 8:
+            raise RuntimeError("nutpie's user data are not 8-byte words")
+        return offset // 8
+
+    if record_dtype.itemsize % 8 or any(
+        fields[part][0].fields[key][0].base.itemsize != 8 for part in fields for key in keys
+    ):
+        raise RuntimeError("nutpie's user data are not 8-byte words")
+    lines = [
+        "def extract(x, user_data_):",
+        f"    w = carray(user_data_, ({record_dtype.itemsize // 8},), uint64)",
+    ]
+    names, env = (
+        [],
+        {
+            "carray": numba.carray,
+            "uint64": np.uint64,
+            "pointer": _np.address_as_void_pointer,
+            "inner": inner,
+        },
+    )
+    for i, key in enumerate(keys):
+        value = shared_data[key]
+        shape_at = word("shape", key)
+        shape = ", ".join(f"int(w[{shape_at + d}])" for d in range(value.ndim))
+        env[f"dtype{i}"] = value.dtype
+        lines.append(
+            f"    a{i} = carray(pointer(w[{word('data', key)}]), int(w[{word('size', key)}]),"
+            f" dtype{i}).reshape(({shape}{',' if value.ndim == 1 else ''}))"
+        )
+        names.append(f"a{i}")
+    lines.append(f"    return inner(x, {', '.join(names)})")
+    exec(compile("\n".join(lines), "<scleromx_bayes.native extraction>", "exec"), env)  # noqa: S102
+    return numba.njit(inline="always")(env["extract"])
+
+
 def _logp_callback(extract):
     """nutpie's log-density callback without its size baked in: nutpie passes the
     position's length, and a gradient of another length is an error (code 1)."""
@@ -332,8 +391,13 @@ def _logp_callback(extract):
             if grad.shape[0] != dim:
                 return 1
             logp[()] = logp_val
-            out[...] = grad
-            if not np.all(np.isfinite(out)):
+            # element by element: numba's array assignment and np.all cost seconds of
+            # its first compile (broadcasting, error messages) for the same result
+            finite = True
+            for i in range(dim):
+                out[i] = grad[i]
+                finite = finite and np.isfinite(grad[i])
+            if not finite:
                 return 3
             if not np.isfinite(logp_val):
                 return 4
@@ -361,7 +425,8 @@ def _expand_callback(extract):
             (values,) = extract(x, user_data_)
             if values.shape[0] != expanded:
                 return -1
-            out[...] = values
+            for i in range(expanded):  # as in the log density's callback
+                out[i] = values[i]
         except Exception:  # noqa: BLE001
             return -2
         return 0
@@ -434,7 +499,7 @@ def compile_for_nutpie(model, var_names: Iterable[str] | None = None):
     all_layout = layout(shared_var_keys)
     logp_shared = list(logp_fn_pt.get_shared())
     logp_raw, logp_sig = _logp_callback(
-        _np.make_extraction_fn(
+        _extraction_fn(
             logp_fn_pt.vm.jit_fn,
             shared_data,
             [shared_var_keys[v] for v in logp_shared],
@@ -447,7 +512,7 @@ def compile_for_nutpie(model, var_names: Iterable[str] | None = None):
 
     expand_shared = list(expand_fn_pt.get_shared())
     expand_raw, expand_sig = _expand_callback(
-        _np.make_extraction_fn(
+        _extraction_fn(
             expand_fn_pt.vm.jit_fn,
             shared_data,
             [shared_var_keys[v] for v in expand_shared],

@@ -361,8 +361,9 @@ def build_model(
         if severity_term:
             shifts = parts.prior(v.SEVERITY_SHIFT, "severity_effect", dims="severity_vs_reference")
             effect = pt.concatenate([pt.zeros(1), shifts])
-            if graph is not None:
-                effect = parts.switch("severity_effect") * effect
+            severity_switch = parts.switch("severity_effect") if graph is not None else None
+            if severity_switch is not None:
+                effect = severity_switch * effect
             severity_effect = pm.Deterministic(v.SEVERITY_EFFECT, effect, dims="severity")
             typical_terms.append(severity_effect[None, :])
         if eff.interaction:
@@ -391,9 +392,7 @@ def build_model(
             return typical
 
         if not exnex:
-            typical_logit = pm.Deterministic(
-                v.TYPICAL_LOGIT, typical_of(regimen), dims=("regimen", "severity")
-            )
+            pm.Deterministic(v.TYPICAL_LOGIT, typical_of(regimen), dims=("regimen", "severity"))
 
         cell_terms = []
         if site_term:
@@ -419,9 +418,30 @@ def build_model(
             beta = parts.prior(v.COVARIATE_EFFECT, "covariate_effect", dims="covariate")
             cell_terms.append(pt.dot(x, beta))
 
-        def eta_of(typical):  # (cell,)
-            eta = typical[index[:, 0], index[:, 1]]
-            for term in cell_terms:
+        # eta_of adds the same terms as typical_of, in the same order, cell by cell:
+        # each term's values for the cells are gathered from its own vector, not from
+        # the (regimen, severity) matrix typical_of makes. The values are the same; the
+        # gradient needs no reductions of that matrix, which cost about a quarter of
+        # numba's first compile of a model (typical_logit itself is still stored).
+        # The reference severity's zeros are a switch, not a concatenation: its
+        # gradient (a Split) alone cost seconds of that compile.
+        regimen_of_cell, severity_of_cell = index[:, 0], index[:, 1]
+        not_reference = severity_of_cell > 0
+        shift_of_cell = pt.maximum(severity_of_cell - 1, 0)  # any valid index where 0
+        cell_typical_terms = []
+        if severity_term:
+            shift = shifts[shift_of_cell]
+            shift = shift if severity_switch is None else severity_switch * shift
+            cell_typical_terms.append(pt.switch(not_reference, shift, 0.0))
+        if eff.interaction:
+            departure = interaction_sd * u[regimen_of_cell, shift_of_cell]
+            cell_typical_terms.append(pt.switch(not_reference, departure, 0.0))
+        if eff.ordinal:
+            cell_typical_terms.append(at_orr * gap)
+
+        def eta_of(regimen_logit):  # (cell,)
+            eta = regimen_logit[regimen_of_cell]
+            for term in cell_typical_terms + cell_terms:
                 eta = eta + term
             return eta
 
@@ -440,8 +460,8 @@ def build_model(
                 return _binomial_logp(y, n, eta, log_coef)
 
         if exnex:
-            eta_ex = eta_of(typical_of(regimen.exchangeable))
-            eta_nex = eta_of(typical_of(regimen.nonexchangeable))
+            eta_ex = eta_of(regimen.exchangeable)
+            eta_nex = eta_of(regimen.nonexchangeable)
             regimen_logit = select_regimens(
                 regimen,
                 cell_log_lik(eta_ex),
@@ -450,10 +470,10 @@ def build_model(
                 n_regimens_data,
                 simulate,
             )
-            typical_logit = pm.Deterministic(
+            pm.Deterministic(
                 v.TYPICAL_LOGIT, typical_of(regimen_logit), dims=("regimen", "severity")
             )
-        eta = eta_of(typical_logit)
+        eta = eta_of(regimen_logit if exnex else regimen)
 
         if eff.ordinal:
             probs = _ordinal_probs(eta, at_orr, gap)  # (cell, category): NR, PR, CR

@@ -156,3 +156,44 @@ def test_leave_one_site_out_masks_partial_responses_too(example):
     sens = sxb.run_sensitivity(example, grid)
     assert int(sens["compiled_now"].sum()) <= 1  # both scenarios share one model
     assert bool(sens.p_cr_by_site.sel(scenario="no G", site="Centre G").isnull().all())
+
+
+@pytest.mark.parametrize("at_orr", [0.0, 1.0])
+def test_the_likelihood_is_scipy_s_multinomial_category_by_category(example, at_orr):
+    """The responses' log-probability, written one category vector at a time, is
+    scipy's multinomial pmf of each cell's NR / PR / CR counts at any log-odds, gap
+    and outcome definition, empty categories included (their probability may be 0)."""
+    import pymc as pm
+    from scipy import stats
+
+    from scleromx_bayes.fit import cells_for
+    from scleromx_bayes.model import build_model
+    from scleromx_bayes.model import names as v
+
+    spec = sxb.load_spec("ordinal")
+    outcome = sxb.OutcomeDefinition("orr" if at_orr else "cr")
+    cells = cells_for(example, spec, outcome)
+    model = build_model(cells, spec)
+    responses = model[v.RESPONSES]
+    # (rng, size, n, probs, eta, at_orr, gap), each broadcast to one value per cell
+    _, _, _, _, eta, at_orr_var, gap = responses.owner.inputs
+    assert np.all(at_orr_var.eval() == at_orr)
+    counts = ordinal_counts(cells)
+    assert (counts == 0).any()  # the example has empty categories
+    rng = np.random.default_rng(3)
+    for gap_value in [0.7, 1e-300]:  # a vanishing gap: P(PR) is exactly 0
+        eta_value = rng.normal(0.0, 2.0, len(cells.frame))
+        logp = pm.logp(responses, model.rvs_to_values[responses]).eval(
+            {
+                model.rvs_to_values[responses]: counts,
+                eta: eta_value,
+                gap: np.full(gap.type.shape[0] or len(eta_value), gap_value),
+            }
+        )
+        log_odds_cr = eta_value - at_orr * gap_value
+        p_cr, p_ge = expit(log_odds_cr), expit(log_odds_cr + gap_value)
+        probs = np.stack([1 - p_ge, p_ge - p_cr, p_cr], axis=-1)
+        expected = stats.multinomial.logpmf(counts, cells.n, probs)
+        finite = np.isfinite(expected)
+        np.testing.assert_allclose(logp[finite], expected[finite], rtol=1e-12, atol=1e-10)
+        assert np.all(logp[~finite] == -np.inf)

@@ -449,7 +449,7 @@ def build_model(
             counts = pm.Data(v.RESPONSE_COUNTS, ordinal_counts(cells), dims=("cell", "category"))
 
             def cell_log_lik(eta):
-                return _multinomial_logp(counts, n, _ordinal_probs(eta, at_orr, gap))
+                return _ordinal_logp(counts, n, eta, at_orr, gap)
         else:
             y = pm.Data(v.N_RESPONDERS, cells.y, dims="cell")
             log_coef = pm.Data(
@@ -477,25 +477,41 @@ def build_model(
 
         if eff.ordinal:
             probs = _ordinal_probs(eta, at_orr, gap)  # (cell, category): NR, PR, CR
+            # the likelihood reads the log-odds (probs are for simulating only)
             if exnex:
                 pm.CustomDist(
                     v.RESPONSES,
                     n,
                     probs,
-                    _ordinal_probs(eta_ex, at_orr, gap),
-                    _ordinal_probs(eta_nex, at_orr, gap),
+                    at_orr,
+                    gap,
+                    eta_ex,
+                    eta_nex,
                     index[:, 0],
                     regimen.p,
-                    logp=_exnex_logp(_multinomial_logp, n_regimens_data),
-                    random=_exnex_multinomial_random,
-                    signature="(),(k),(k),(k),(),()->(k)",
+                    logp=_exnex_logp(_ordinal_logp, n_regimens_data),
+                    random=_multinomial_random,
+                    signature="(),(k),(),(),(),(),(),()->(k)",
                     observed=counts,
                     dims=("cell", "category"),
                     dtype="int64",
                 )
             else:
-                pm.Multinomial(
-                    v.RESPONSES, n=n, p=probs, observed=counts, dims=("cell", "category")
+                pm.CustomDist(
+                    v.RESPONSES,
+                    n,
+                    probs,
+                    eta,
+                    at_orr,
+                    gap,
+                    logp=lambda value, n, _probs, eta, at_orr, gap: _ordinal_logp(
+                        value, n, eta, at_orr, gap
+                    ),
+                    random=_multinomial_random,
+                    signature="(),(k),(),(),()->(k)",
+                    observed=counts,
+                    dims=("cell", "category"),
+                    dtype="int64",
                 )
             log_probs = pt.log(probs)
         else:
@@ -565,10 +581,25 @@ def _ordinal_probs(eta, at_orr, gap):
     return pt.stack([1.0 - p_pr_or_better, p_pr_or_better - p_cr, p_cr], axis=-1)
 
 
-def _multinomial_logp(counts, n, probs):
-    """Multinomial(n, probs) log-probability of each cell's category counts."""
-    log_coef = pt.gammaln(n + 1.0) - pt.gammaln(counts + 1.0).sum(axis=-1)
-    return log_coef + (counts * pt.log(probs)).sum(axis=-1)
+def _ordinal_logp(counts, n, eta, at_orr, gap):
+    """Multinomial log-probability of each cell's NR, PR and CR counts under the
+    ordinal model's probabilities (:func:`_ordinal_probs`), category by category.
+
+    Written with one vector per category rather than a (cell, category) matrix: the
+    same value, but no stacking, matrix sums or parameter checks in the gradient
+    (PyMC's Multinomial has all three: a first compile twice as long). A category
+    with no episodes contributes 0 whatever its probability (PyMC's ``logpow``)."""
+    log_odds_cr = eta - at_orr * gap
+    p_cr = pm.math.sigmoid(log_odds_cr)
+    p_pr_or_better = pm.math.sigmoid(log_odds_cr + gap)
+    log_coef = pt.gammaln(n + 1.0)
+    kernel = 0.0
+    for k, p in enumerate([1.0 - p_pr_or_better, p_pr_or_better - p_cr, p_cr]):
+        count = counts[:, k]
+        log_coef = log_coef - pt.gammaln(count + 1.0)
+        # log(1) where the count is 0: no -inf * 0, and no NaN in the gradient
+        kernel = kernel + count * pt.log(pt.switch(pt.eq(count, 0), 1.0, p))
+    return log_coef + kernel
 
 
 def _exnex_logp(cell_logp, n_regimens):
@@ -590,7 +621,7 @@ def _exnex_logp(cell_logp, n_regimens):
     return logp
 
 
-def _exnex_multinomial_random(n, probs, *unused, rng=None, size=None):
+def _multinomial_random(n, probs, *unused, rng=None, size=None):
     return rng.multinomial(n, probs, size=size)
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
@@ -62,8 +63,15 @@ def exnex_regimens(mu, tau, nex_mu, nex_sigma, p, shift) -> ExnexRegimens:
     )
 
 
+def _filled(value: float, length) -> pt.TensorVariable:
+    """A vector of ``value``, as ``pt.full`` but filled from a length-1 array: numba
+    compiles PyTensor's fill from a 0-d value through its general array assignment,
+    whose error messages alone took about 3 s of a model's first compile."""
+    return pt.alloc(np.full(1, value), length)
+
+
 def _per_regimen(cell_values, regimen_of_cell, n_regimens):
-    return pt.inc_subtensor(pt.zeros(n_regimens)[regimen_of_cell], cell_values)
+    return pt.inc_subtensor(_filled(0.0, n_regimens)[regimen_of_cell], cell_values)
 
 
 def _log_weights(ll_ex, ll_nex, regimen_of_cell, p, n_regimens):
@@ -85,7 +93,7 @@ def regimen_mixture(ll_ex, ll_nex, regimen_of_cell, p, n_regimens):
     """
     log_ex, log_nex = _log_weights(ll_ex, ll_nex, regimen_of_cell, p, n_regimens)
     total = pt.logaddexp(log_ex, log_nex)
-    cells = _per_regimen(pt.ones_like(ll_ex), regimen_of_cell, n_regimens)
+    cells = _per_regimen(_filled(1.0, ll_ex.shape[0]), regimen_of_cell, n_regimens)
     return (total / cells)[regimen_of_cell]
 
 

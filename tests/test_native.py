@@ -315,3 +315,64 @@ def test_trace_tree_is_what_nutpie_returns():
         xr.testing.assert_identical(a, b)
         assert all(a[n].dtype == b[n].dtype for n in a.data_vars)
     assert "regimen_logit" in ours["posterior"] and "diverging" in ours["sample_stats"]
+
+
+def test_the_callbacks_read_nutpie_s_record_at_its_own_offsets():
+    """The callbacks read each datum's address, size and shape from nutpie's
+    ``user_data`` record at word offsets computed from its dtype: those words are
+    the record's own fields (0-d, 1-d and 2-d data; after ``update_user_data`` too),
+    and a record not made of 8-byte words is left to nutpie's own extraction."""
+    from nutpie import compile_pymc as nutpie_internals
+
+    data = {
+        "scalar": np.array(4, dtype=np.int64),
+        "counts": np.arange(5.0),
+        "index": np.arange(6, dtype=np.int64).reshape(3, 2),
+    }
+    keys = {pytensor.shared(value, name=name): name for name, value in data.items()}
+    record = nutpie_internals.make_user_data(keys, data)
+    words = native._record_words(record.dtype, list(data))
+    assert words is not None
+    for fresh in (False, True):
+        if fresh:  # what with_data does: new arrays written into a copy of the record
+            data = {name: value.copy() for name, value in data.items()}
+            record = nutpie_internals.update_user_data(record.copy(), data)
+        flat = record.reshape(1).view(np.uint64)
+        fields = record[()]["shared"]
+        for name, value in data.items():
+            assert flat[words["data", name]] == value.ctypes.data == fields["data"][name]
+            assert flat[words["size", name]] == value.size
+            shape = [flat[words["shape", name] + d] for d in range(value.ndim)]
+            assert shape == list(value.shape)
+    narrow = np.dtype(
+        [
+            (
+                "shared",
+                [
+                    ("data", [("a", np.uint32)]),
+                    ("size", [("a", np.uint32)]),
+                    ("shape", [("a", np.uint32, (1,))]),
+                ],
+            )
+        ]
+    )
+    assert native._record_words(narrow, ["a"]) is None
+
+
+def test_nutpie_s_own_extraction_is_the_fallback(private_cache, monkeypatch):
+    """Where the record's layout is not the one known here, the callbacks read the
+    data through nutpie's own extraction, with the same draws."""
+    with exact_float_math():
+        ours = native.compile_for_nutpie(_model(0.5))
+        monkeypatch.setattr(native, "_loaded", {})
+        monkeypatch.setattr(native, "_record_words", lambda *args: None)
+        monkeypatch.setattr(native, "_FORMAT", -1)  # another cache entry: compiled anew
+        calls = []
+        theirs = native._np.make_extraction_fn
+        monkeypatch.setattr(
+            native._np, "make_extraction_fn", lambda *a: calls.append(a) or theirs(*a)
+        )
+        fallback = native.compile_for_nutpie(_model(0.5))
+    assert len(calls) == 1  # the log density (this expansion reads no data)
+    assert fallback.compiled_logp_func is not ours.compiled_logp_func
+    np.testing.assert_array_equal(_draws(fallback), _draws(ours))

@@ -312,6 +312,26 @@ def _make_functions(model, pymc_initial_point_fn, var_names):
     )
 
 
+def _record_words(record_dtype: np.dtype, keys: list[str]) -> dict | None:
+    """Where each datum's address, size and shape sit in nutpie's ``user_data``
+    record, in 8-byte words: ``{(part, key): word}``, or None if the record is not
+    made of 8-byte words (another nutpie's layout)."""
+    try:
+        shared, base = record_dtype.fields["shared"]
+        words = {}
+        for part in ("data", "size", "shape"):
+            part_dtype, part_offset = shared.fields[part]
+            for key in keys:
+                field_dtype, offset = part_dtype.fields[key][:2]
+                offset += base + part_offset
+                if offset % 8 or field_dtype.base.itemsize != 8:
+                    return None
+                words[part, key] = offset // 8
+    except (KeyError, TypeError, ValueError):
+        return None
+    return words if record_dtype.itemsize % 8 == 0 else None
+
+
 def _extraction_fn(inner, shared_data: dict, keys: list[str], record_dtype: np.dtype):
     """``inner(x, *shared)`` with the shared data read from nutpie's ``user_data``.
 
@@ -330,19 +350,9 @@ def _extraction_fn(inner, shared_data: dict, keys: list[str], record_dtype: np.d
 
         return extract_none
 
-    shared = record_dtype.fields["shared"]
-    fields = {part: shared[0].fields[part] for part in ("data", "size", "shape")}
-
-    def word(part: str, key: str) -> int:
-        offset = shared[1] + fields[part][1] + fields[part][0].fields[key][1]
-        if offset % 8:
-            raise RuntimeError("nutpie's user data are not 8-byte words")
-        return offset // 8
-
-    if record_dtype.itemsize % 8 or any(
-        fields[part][0].fields[key][0].base.itemsize != 8 for part in fields for key in keys
-    ):
-        raise RuntimeError("nutpie's user data are not 8-byte words")
+    words = _record_words(record_dtype, keys)
+    if words is None:  # a layout this code does not know: nutpie's own extraction
+        return _np.make_extraction_fn(inner, shared_data, keys, record_dtype)
     lines = [
         "def extract(x, user_data_):",
         f"    w = carray(user_data_, ({record_dtype.itemsize // 8},), uint64)",
@@ -358,11 +368,11 @@ def _extraction_fn(inner, shared_data: dict, keys: list[str], record_dtype: np.d
     )
     for i, key in enumerate(keys):
         value = shared_data[key]
-        shape_at = word("shape", key)
+        shape_at = words["shape", key]
         shape = ", ".join(f"int(w[{shape_at + d}])" for d in range(value.ndim))
         env[f"dtype{i}"] = value.dtype
         lines.append(
-            f"    a{i} = carray(pointer(w[{word('data', key)}]), int(w[{word('size', key)}]),"
+            f"    a{i} = carray(pointer(w[{words['data', key]}]), int(w[{words['size', key]}]),"
             f" dtype{i}).reshape(({shape}{',' if value.ndim == 1 else ''}))"
         )
         names.append(f"a{i}")

@@ -357,15 +357,13 @@ def _extraction_fn(inner, shared_data: dict, keys: list[str], record_dtype: np.d
         "def extract(x, user_data_):",
         f"    w = carray(user_data_, ({record_dtype.itemsize // 8},), uint64)",
     ]
-    names, env = (
-        [],
-        {
-            "carray": numba.carray,
-            "uint64": np.uint64,
-            "pointer": _np.address_as_void_pointer,
-            "inner": inner,
-        },
-    )
+    names = []
+    env = {
+        "carray": numba.carray,
+        "uint64": np.uint64,
+        "pointer": _np.address_as_void_pointer,
+        "inner": inner,
+    }
     for i, key in enumerate(keys):
         value = shared_data[key]
         shape_at = words["shape", key]

@@ -108,8 +108,7 @@ class LogDensity:
         # regimen log-odds are its own data's, so they do not carry over to a scenario
         self.state_given_data = v.EXCHANGEABILITY_SELECTOR in {rv.name for rv in own.free_RVs}
         # a grid's scenarios share a handful of structures: build one model each
-        # (building one is ~0.05 s, a second of a 24-scenario grid)
-        # (the baseline's own model, built above, is the first)
+        # (~0.05 s a model, a second of a 24-scenario grid), the baseline's first
         self._signatures = {_signature_key(base.cells, base.spec): self.base_signature}
 
     def signature(self, inputs: ScenarioInputs) -> list:

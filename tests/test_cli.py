@@ -309,3 +309,49 @@ def test_an_internal_error_is_exit_1_with_the_traceback_behind_debug(monkeypatch
         cli.main(["--debug", "demo", "--out", "unused"])
     assert info.value.code == 1
     assert "Traceback" in capsys.readouterr().err
+
+
+def test_help_and_a_bad_option_are_answered_without_loading_pymc():
+    """``import scleromx_bayes`` loads a public name's module on first use: the command
+    line's help and its refusal of a bad option do not wait for PyMC to load."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from scleromx_bayes.cli import main\n"
+        "try:\n"
+        "    main(sys.argv[1:])\n"
+        "except SystemExit as exit:\n"
+        "    heavy = [m for m in ('pymc', 'pytensor', 'nutpie', 'arviz') if m in sys.modules]\n"
+        "    print(exit.code, heavy)\n"
+    )
+    for args, expected in ((["--help"], "0 []"), (["fit", "x.csv", "--outcome", "pr"], "2 []")):
+        done = subprocess.run(
+            [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120
+        )
+        assert done.stdout.strip().splitlines()[-1] == expected, (done.stdout, done.stderr)
+
+
+def test_a_public_name_stays_the_function_when_its_module_is_imported():
+    """``fit`` and ``report`` name both a module and the function it defines: importing
+    the module (as other modules do) must not replace the package's function."""
+    import importlib
+    import subprocess
+    import sys
+
+    code = (
+        "import scleromx_bayes as sxb\n"
+        "import scleromx_bayes.fit, scleromx_bayes.report\n"
+        "from scleromx_bayes.fit import SamplerSettings\n"
+        "print(callable(sxb.fit), callable(sxb.report), sxb.fit.__name__, sxb.report.__name__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["True", "True", "fit", "report"], done.stderr
+    # and in this process, whatever the suite imported first
+    assert sxb.fit is importlib.import_module("scleromx_bayes.fit").fit
+    assert sxb.report is importlib.import_module("scleromx_bayes.report").report
+    assert sorted(sxb.__all__) == sorted(set(sxb.__all__))
+    assert set(sxb.__all__) <= set(dir(sxb))
+    with pytest.raises(AttributeError, match="no attribute 'fitt'"):
+        sxb.fitt  # noqa: B018

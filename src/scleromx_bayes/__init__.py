@@ -14,162 +14,145 @@ on fits; ``borrowing`` turns published series into priors; ``plots`` draws;
 shell over this public API. See ARCHITECTURE.md.
 """
 
-from .borrowing import (
-    BetaMixture,
-    Evidence,
-    EvidenceError,
-    MAPPrior,
-    NormalMixture,
-    map_prior,
-    prior_data_conflict,
-    read_evidence,
-)
-from .checks import (
-    compare,
-    loo,
-    posterior_predictive_check,
-    power_scaling,
-    prior_predictive_check,
-)
-from .cohort import (
-    CellTable,
-    Cohort,
-    CohortError,
-    LevelWarning,
-    OutcomeDefinition,
-    Problem,
-    read_cohort,
-    read_counts,
-    read_data,
-)
-from .diagnostics import ConvergenceCriteria, Diagnostics
-from .errors import InputError, SettingsError
-from .fit import (
-    Fit,
-    FitTiming,
-    SamplerSettings,
-    clear_compiled_cache,
-    compile_count,
-    fit,
-    fit_cells,
-)
-from .io import (
-    check_writable,
-    output_folder,
-    read_dataset,
-    read_posterior,
-    write_csv,
-    write_dataset,
-    write_posterior,
-)
-from .model import build_model
-from .operating import (
-    Calibration,
-    DecisionRule,
-    Truth,
-    calibrate,
-    oc_focus,
-    oc_table,
-    operating_characteristics,
-    read_design,
-    reference_rates,
-    threshold_for,
-)
-from .plots import borrowing_plot, forest_plot, oc_plot, predictive_plot, sensitivity_forest
-from .provenance import DataProvenance
-from .report import ReportFiles, report
-from .sensitivity import (
-    Grid,
-    GridError,
-    StoreError,
-    conclusions,
-    load_grid,
-    rank_stability,
-    run_sensitivity,
-    tipping_point,
-)
-from .simulate import load_example, simulate_cohort
-from .spec import ModelSpec, Prior, SpecError, list_specs, load_spec
-from .summary import summarise
-from .validation import sbc
+from __future__ import annotations
+
+import importlib
+import sys
+import types
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "borrowing_plot",
-    "BetaMixture",
-    "Calibration",
-    "DecisionRule",
-    "Truth",
-    "calibrate",
-    "oc_focus",
-    "oc_plot",
-    "oc_table",
-    "operating_characteristics",
-    "read_design",
-    "reference_rates",
-    "threshold_for",
-    "Evidence",
-    "EvidenceError",
-    "MAPPrior",
-    "NormalMixture",
-    "map_prior",
-    "prior_data_conflict",
-    "read_evidence",
-    "CellTable",
-    "Cohort",
-    "CohortError",
-    "ConvergenceCriteria",
-    "DataProvenance",
-    "Diagnostics",
-    "Fit",
-    "FitTiming",
-    "Grid",
-    "GridError",
-    "InputError",
-    "LevelWarning",
-    "ModelSpec",
-    "OutcomeDefinition",
-    "Prior",
-    "Problem",
-    "SamplerSettings",
-    "SettingsError",
-    "SpecError",
-    "StoreError",
-    "build_model",
-    "check_writable",
-    "clear_compiled_cache",
-    "compare",
-    "compile_count",
-    "conclusions",
-    "fit",
-    "fit_cells",
-    "forest_plot",
-    "list_specs",
-    "load_example",
-    "load_grid",
-    "load_spec",
-    "loo",
-    "output_folder",
-    "posterior_predictive_check",
-    "power_scaling",
-    "predictive_plot",
-    "prior_predictive_check",
-    "rank_stability",
-    "read_cohort",
-    "read_counts",
-    "read_data",
-    "read_dataset",
-    "read_posterior",
-    "report",
-    "ReportFiles",
-    "run_sensitivity",
-    "sbc",
-    "sensitivity_forest",
-    "simulate_cohort",
-    "summarise",
-    "tipping_point",
-    "write_csv",
-    "write_dataset",
-    "write_posterior",
-]
+# Every public name, by the module that defines it. Each module is imported when one
+# of its names is first used, so ``import scleromx_bayes`` stays cheap: the command
+# line answers ``--help`` or refuses a bad option without loading PyMC.
+_PUBLIC: dict[str, tuple[str, ...]] = {
+    "borrowing": (
+        "BetaMixture",
+        "Evidence",
+        "EvidenceError",
+        "MAPPrior",
+        "NormalMixture",
+        "map_prior",
+        "prior_data_conflict",
+        "read_evidence",
+    ),
+    "checks": (
+        "compare",
+        "loo",
+        "posterior_predictive_check",
+        "power_scaling",
+        "prior_predictive_check",
+    ),
+    "cohort": (
+        "CellTable",
+        "Cohort",
+        "CohortError",
+        "LevelWarning",
+        "OutcomeDefinition",
+        "Problem",
+        "read_cohort",
+        "read_counts",
+        "read_data",
+    ),
+    "diagnostics": (
+        "ConvergenceCriteria",
+        "Diagnostics",
+    ),
+    "errors": (
+        "InputError",
+        "SettingsError",
+    ),
+    "fit": (
+        "Fit",
+        "FitTiming",
+        "SamplerSettings",
+        "clear_compiled_cache",
+        "compile_count",
+        "fit",
+        "fit_cells",
+    ),
+    "io": (
+        "check_writable",
+        "output_folder",
+        "read_dataset",
+        "read_posterior",
+        "write_csv",
+        "write_dataset",
+        "write_posterior",
+    ),
+    "model": ("build_model",),
+    "operating": (
+        "Calibration",
+        "DecisionRule",
+        "Truth",
+        "calibrate",
+        "oc_focus",
+        "oc_table",
+        "operating_characteristics",
+        "read_design",
+        "reference_rates",
+        "threshold_for",
+    ),
+    "plots": (
+        "borrowing_plot",
+        "forest_plot",
+        "oc_plot",
+        "predictive_plot",
+        "sensitivity_forest",
+    ),
+    "provenance": ("DataProvenance",),
+    "report": (
+        "ReportFiles",
+        "report",
+    ),
+    "sensitivity": (
+        "Grid",
+        "GridError",
+        "StoreError",
+        "conclusions",
+        "load_grid",
+        "rank_stability",
+        "run_sensitivity",
+        "tipping_point",
+    ),
+    "simulate": (
+        "load_example",
+        "simulate_cohort",
+    ),
+    "spec": (
+        "ModelSpec",
+        "Prior",
+        "SpecError",
+        "list_specs",
+        "load_spec",
+    ),
+    "summary": ("summarise",),
+    "validation": ("sbc",),
+}
+__all__ = [name for names in _PUBLIC.values() for name in names]
+_HOME = {name: module for module, names in _PUBLIC.items() for name in names}
+
+
+class _Package(types.ModuleType):
+    """This package, loading its public names on first use."""
+
+    def __getattr__(self, name: str):
+        if name not in _HOME:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
+        super().__setattr__(name, value)
+        return value
+
+    def __setattr__(self, name: str, value) -> None:
+        # Python binds a submodule to its package when it is first imported: where a
+        # module and the public name it defines share a name (``fit``, ``report``), the
+        # package's name stays the public one
+        if name in _HOME and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+    def __dir__(self) -> list[str]:
+        return sorted({*super().__dir__(), *__all__})
+
+
+sys.modules[__name__].__class__ = _Package

@@ -17,6 +17,7 @@ from scleromx_bayes.borrowing import (
     NormalMixture,
     automixfit,
     example_evidence_path,
+    fit_normal_mixture,
     map_prior,
     prior_data_conflict,
     read_evidence,
@@ -122,6 +123,42 @@ def test_the_mixture_fit_reproduces_a_known_mixture():
     )
     assert min(aic, key=aic.get) == fitted.components >= 3
     assert fitted.ess("elir") == pytest.approx(truth.ess("elir"), rel=0.05)
+
+
+def test_the_mixture_arithmetic_is_scipy_s_and_the_fit_is_an_em_fixed_point():
+    from scleromx_bayes.borrowing import mixture
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2000, 1)) * 3
+    means, sds = np.array([-1.0, 0.5, 2.0]), np.array([0.4, 1.0, 2.5])
+    # the same operations as scipy's, so the same bits
+    assert np.array_equal(
+        mixture._normal_log_density(x, means, sds), stats.norm.logpdf(x, means, sds)
+    )
+    parts = np.log([0.2, 0.3, 0.5]) + stats.norm.logpdf(x, means, sds)
+    parts[0] = -np.inf  # a point no component reaches
+    log_mix, shares = mixture._responsibilities(parts)
+    np.testing.assert_allclose(log_mix[1:], special.logsumexp(parts[1:], axis=-1), rtol=1e-14)
+    assert log_mix[0] == -np.inf and np.isnan(shares[0]).all()
+    np.testing.assert_allclose(shares[1:].sum(-1), 1.0, rtol=1e-14)
+    np.testing.assert_array_equal(mixture._log_sum_exp(parts), log_mix)
+    # one EM step written with scipy, from the fitted mixture, returns it: EM converged
+    draws = NormalMixture([0.7, 0.3], [-1.0, 1.0], [0.5, 0.8]).sample(5000, rng)
+    fitted = fit_normal_mixture(draws, 2)
+    r = np.exp(
+        np.log(fitted.weights)
+        + stats.norm.logpdf(draws[:, None], fitted.means, fitted.sds)
+        - special.logsumexp(
+            np.log(fitted.weights) + stats.norm.logpdf(draws[:, None], fitted.means, fitted.sds),
+            axis=-1,
+        )[:, None]
+    )
+    nk = r.sum(0)
+    means_step = (r * draws[:, None]).sum(0) / nk
+    sds_step = np.sqrt((r * (draws[:, None] - means_step) ** 2).sum(0) / nk)
+    np.testing.assert_allclose(nk / nk.sum(), fitted.weights, rtol=1e-4)
+    np.testing.assert_allclose(means_step, fitted.means, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(sds_step, fitted.sds, rtol=1e-4)
 
 
 def test_predictive_and_update_of_a_beta_prior_are_beta_binomial():

@@ -21,7 +21,7 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
+from scipy import special, stats
 from scipy.special import expit
 
 import scleromx_bayes as sxb
@@ -120,8 +120,13 @@ def exact_mu_sigma() -> dict[str, tuple[float, float, float]]:
     log_post = stats.norm.logpdf(m, 0, 1000)
     # tau = 1/sigma^2 ~ Gamma(0.001, rate 0.001); |d tau / d sigma| = 2 / sigma^3
     log_post += stats.gamma.logpdf(1 / s**2, 0.001, scale=1000) + np.log(2 / s**3)
+    # the binomial log-likelihood from log p and log(1 - p), computed once for all
+    # hospitals (scipy's binom.pmf on these 13 million points took 1.4 s a hospital)
+    log_p, log_q = -np.logaddexp(0, -b), -np.logaddexp(0, b)
     for n, r in zip(N, R, strict=True):
-        log_post += np.log((stats.binom.pmf(r, n, expit(b)) * w).sum(-1) / np.sqrt(np.pi))
+        log_choose = special.gammaln(n + 1) - special.gammaln(r + 1) - special.gammaln(n - r + 1)
+        likelihood = np.exp(log_choose + r * log_p + (n - r) * log_q)
+        log_post += np.log((likelihood * w).sum(-1) / np.sqrt(np.pi))
     post = np.exp(log_post - log_post.max())
     post /= post.sum()
     out = {}

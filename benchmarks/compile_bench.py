@@ -26,6 +26,7 @@ import collections, json, time, warnings
 warnings.simplefilter("ignore")
 from numba.core import event
 import scleromx_bayes as sxb
+import scleromx_bayes.fit  # the package loads its modules on first use: import them here
 cohort = sxb.load_example()
 with event.install_recorder("numba:compile") as rec:
     t0 = time.perf_counter()

@@ -15,6 +15,7 @@ import nutpie
 import pytensor
 
 import scleromx_bayes as sxb
+import scleromx_bayes.fit  # noqa: F401  (the package loads its modules on first use)
 from scleromx_bayes.fit import cells_for
 from scleromx_bayes.model import build_model, data_values, stored_names
 

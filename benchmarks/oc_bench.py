@@ -25,6 +25,7 @@ import numpy as np
 import pymc as pm
 
 import scleromx_bayes as sxb
+import scleromx_bayes.fit  # noqa: F401  (the package loads its modules on first use)
 from scleromx_bayes.operating import OC_SETTINGS, as_design
 
 SPECS = ("base", "no_pooling", "exnex")

@@ -17,6 +17,7 @@ FIT = """
 import json, resource, time, warnings
 warnings.simplefilter("ignore")
 import scleromx_bayes as sxb
+import scleromx_bayes.fit  # the package loads its modules on first use: import them here
 cohort, _ = sxb.simulate_cohort(
     {"A": -0.5, "B": 0.0, "C": 0.5, "D": 1.0}, {"nonsevere": 0.0, "severe": -1.0},
     site_sd=0.5, n_sites=1000, n_patients=100_000, seed=SEED,

@@ -29,6 +29,7 @@ import arviz as az
 import numpy as np
 
 import scleromx_bayes as sxb
+import scleromx_bayes.fit  # noqa: F401  (the package loads its modules on first use)
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"

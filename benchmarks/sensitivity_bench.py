@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 import scleromx_bayes as sxb
+import scleromx_bayes.fit  # noqa: F401  (the package loads its modules on first use)
 from scleromx_bayes.fit import clear_compiled_cache
 from scleromx_bayes.sensitivity import ScenarioInputs, load_grid, resolve, run_sensitivity
 

@@ -49,15 +49,18 @@ def write_csv(tmp_path, text: str, name: str = "cohort.csv"):
     return path
 
 
-def run_cli(*args, cwd=None, columns: int = 120) -> subprocess.CompletedProcess:
-    """Run the real console script in a subprocess, as a user would."""
+def run_cli(
+    *args, cwd=None, columns: int = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run the real console script in a subprocess, as a user would (``env``: variables
+    set for it on top of this process's)."""
     exe = Path(sys.executable).with_name("scleromx-bayes")
     return subprocess.run(
         [str(exe), *map(str, args)],
         capture_output=True,
         text=True,
         cwd=cwd,
-        env={**os.environ, "COLUMNS": str(columns)},
+        env={**os.environ, "COLUMNS": str(columns), **(env or {})},
         timeout=600,
     )
 

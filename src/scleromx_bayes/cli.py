@@ -339,11 +339,17 @@ def _executor(workers: int, scheduler: str | None):
     """An executor for the scenarios, and how to close it."""
     if scheduler:
         try:
-            from dask.distributed import Client  # optional dependency: the dask extra
+            import dask  # optional dependency: the dask extra
+            from dask.distributed import Client
+            from dask.utils import parse_timedelta
         except ImportError:
             raise BadInput("--scheduler needs dask: pip install 'scleromx-bayes[dask]'") from None
+        # at most 10 s to reach the scheduler; less where Dask's own connect timeout is
+        # shorter (DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT)
+        connect = dask.config.get("distributed.comm.timeouts.connect", "10s")
+        timeout = min(10.0, parse_timedelta(connect, default="seconds"))
         try:
-            client = Client(scheduler, timeout="10s")
+            client = Client(scheduler, timeout=timeout)
         except OSError as exc:
             raise BadInput(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
         return client.get_executor(), client.close

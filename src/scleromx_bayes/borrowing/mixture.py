@@ -68,9 +68,9 @@ def _normal_log_density(x, means, sds) -> np.ndarray:
     return (-(z**2) / 2.0 - _LOG_SQRT_2PI) - np.log(sds)
 
 
-def _shifted_exp(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The maximum over the last axis (0 where every term is -inf), and ``exp(a - max)``."""
-    top = a.max(-1, keepdims=True)
+def _shifted_exp(a: np.ndarray, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
+    """The maximum over ``axis`` (kept; 0 where every term is -inf), and ``exp(a - max)``."""
+    top = a.max(axis, keepdims=True)
     top = np.where(np.isfinite(top), top, 0.0)
     return top, np.exp(a - top)
 
@@ -81,12 +81,12 @@ def _log_sum_exp(a: np.ndarray) -> np.ndarray:
     return np.log(shares.sum(-1)) + top[..., 0]
 
 
-def _responsibilities(log_parts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _responsibilities(log_parts: np.ndarray, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
     """log density of the mixture and each component's share, from
-    ``log w_k + log f_k(x)`` stacked on the last axis."""
-    top, shares = _shifted_exp(log_parts)
-    total = shares.sum(-1, keepdims=True)
-    return (np.log(total) + top)[..., 0], shares / total
+    ``log w_k + log f_k(x)`` stacked on ``axis``."""
+    top, shares = _shifted_exp(log_parts, axis)
+    total = shares.sum(axis, keepdims=True)
+    return np.squeeze(np.log(total) + top, axis), shares / total
 
 
 def _mixture_information(log_parts, grad, hess) -> np.ndarray:
@@ -324,12 +324,8 @@ def fit_normal_mixture(draws, components: int, *, iterations: int = 1000) -> Nor
         # components on the first axis, draws on the second: every sum over the draws
         # runs along contiguous memory, and over the components row by row
         log_parts = np.log(weights)[:, None] + _normal_log_density(x, means[:, None], sds[:, None])
-        top = log_parts.max(0)
-        top = np.where(np.isfinite(top), top, 0.0)
-        shares = np.exp(log_parts - top)
-        mixture = shares.sum(0)
-        total = (np.log(mixture) + top).sum()
-        r = shares / mixture
+        log_mix, r = _responsibilities(log_parts, axis=0)
+        total = log_mix.sum()
         nk = r.sum(1) + 1e-300
         weights = nk / nk.sum()
         means = (r * x).sum(1) / nk

@@ -572,29 +572,32 @@ def _binomial_random(n, eta, *unused, rng=None, size=None):
     return rng.binomial(n, special.expit(eta), size=size)
 
 
-def _ordinal_probs(eta, at_orr, gap):
-    """(cell, category) probabilities of NR, PR, CR from the summarised outcome's
-    log-odds ``eta`` (CR, or CR+PR when ``at_orr``) and the cut-point gap."""
+def _category_probs(eta, at_orr, gap) -> list:
+    """Each cell's probabilities of NR, PR and CR, one vector a category, from the
+    summarised outcome's log-odds ``eta`` (CR, or CR+PR when ``at_orr``) and the
+    cut-point gap."""
     log_odds_cr = eta - at_orr * gap
     p_cr = pm.math.sigmoid(log_odds_cr)
     p_pr_or_better = pm.math.sigmoid(log_odds_cr + gap)
-    return pt.stack([1.0 - p_pr_or_better, p_pr_or_better - p_cr, p_cr], axis=-1)
+    return [1.0 - p_pr_or_better, p_pr_or_better - p_cr, p_cr]
+
+
+def _ordinal_probs(eta, at_orr, gap):
+    """(cell, category) probabilities of NR, PR, CR (:func:`_category_probs`)."""
+    return pt.stack(_category_probs(eta, at_orr, gap), axis=-1)
 
 
 def _ordinal_logp(counts, n, eta, at_orr, gap):
     """Multinomial log-probability of each cell's NR, PR and CR counts under the
-    ordinal model's probabilities (:func:`_ordinal_probs`), category by category.
+    ordinal model's probabilities (:func:`_category_probs`), category by category.
 
     Written with one vector per category rather than a (cell, category) matrix: the
     same value, but no stacking, matrix sums or parameter checks in the gradient
     (PyMC's Multinomial has all three: a first compile twice as long). A category
     with no episodes contributes 0 whatever its probability (PyMC's ``logpow``)."""
-    log_odds_cr = eta - at_orr * gap
-    p_cr = pm.math.sigmoid(log_odds_cr)
-    p_pr_or_better = pm.math.sigmoid(log_odds_cr + gap)
     log_coef = pt.gammaln(n + 1.0)
     kernel = 0.0
-    for k, p in enumerate([1.0 - p_pr_or_better, p_pr_or_better - p_cr, p_cr]):
+    for k, p in enumerate(_category_probs(eta, at_orr, gap)):
         count = counts[:, k]
         log_coef = log_coef - pt.gammaln(count + 1.0)
         # log(1) where the count is 0: no -inf * 0, and no NaN in the gradient

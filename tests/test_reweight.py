@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from scleromx_bayes.model import build_model
 from scleromx_bayes.sensitivity import Grid, GridError, load_grid, run_sensitivity
@@ -66,33 +67,63 @@ def test_refused_and_untried_scenarios_are_the_exact_fits(both):
         )
 
 
-def test_every_reweighted_scenario_agrees_with_its_exact_refit(both):
-    """Within Monte Carlo error: each side's standard error is sd / sqrt(ESS), with
-    the exact fit's smallest bulk ESS and, for the reweighted one, the importance
-    ESS scaled by the baseline's draws' efficiency."""
-    fast, exact = both
+def _assert_agrees(fast, exact, name):
+    """The reweighted scenario ``name`` agrees with its exact refit within Monte Carlo
+    error: each side's standard error is sd / sqrt(ESS), with the exact fit's smallest
+    bulk ESS and, for the reweighted one, the importance ESS scaled by the baseline's
+    draws' efficiency."""
     base_efficiency = float(fast["min_ess_bulk"].sel(scenario="baseline")) / (
         RUN["draws"] * RUN["chains"]
     )
+    rw = fast.sel(scenario=name)
+    ex = exact.sel(scenario=name)
+    assert int(rw["reweighted"]) == 1 and int(ex["reweighted"]) == 0
+    ess_rw = float(rw["importance_ess"]) * min(1.0, base_efficiency)
+    ess_ex = float(ex["min_ess_bulk"])
+    for var in ["p_cr_new_site", "p_cr_typical_site"]:
+        mean_rw = rw[var].sel(stat="mean")
+        mean_ex = ex[var].sel(stat="mean")
+        sd = np.maximum(rw[var].sel(stat="sd"), ex[var].sel(stat="sd"))
+        se = sd * np.sqrt(1 / ess_rw + 1 / ess_ex)
+        gap = np.abs(mean_rw - mean_ex)
+        assert (gap <= 4 * se).all(), (name, var, (gap / se).max().item())
+
+
+def test_every_reweighted_scenario_agrees_with_its_exact_refit(both):
+    fast, exact = both
     for name in REWEIGHTABLE:
-        rw = fast.sel(scenario=name)
-        ex = exact.sel(scenario=name)
-        ess_rw = float(rw["importance_ess"]) * min(1.0, base_efficiency)
-        ess_ex = float(ex["min_ess_bulk"])
-        for var in ["p_cr_new_site", "p_cr_typical_site"]:
-            mean_rw = rw[var].sel(stat="mean")
-            mean_ex = ex[var].sel(stat="mean")
-            sd = np.maximum(rw[var].sel(stat="sd"), ex[var].sel(stat="sd"))
-            se = sd * np.sqrt(1 / ess_rw + 1 / ess_ex)
-            gap = np.abs(mean_rw - mean_ex)
-            assert (gap <= 4 * se).all(), (name, var, (gap / se).max().item())
-        # and the answer moved where the data say: not just the baseline again
-        if name == "leave_out_site=Centre F":
-            assert not np.allclose(
-                rw["p_cr_new_site"].sel(stat="mean"),
-                fast["p_cr_new_site"].sel(scenario="baseline", stat="mean"),
-                atol=1e-4,
-            )
+        _assert_agrees(fast, exact, name)
+    # and the answer moved where the data say: not just the baseline again
+    assert not np.allclose(
+        fast["p_cr_new_site"].sel(scenario="leave_out_site=Centre F", stat="mean"),
+        fast["p_cr_new_site"].sel(scenario="baseline", stat="mean"),
+        atol=1e-4,
+    )
+
+
+def test_a_scenario_with_another_prior_family_is_reweighted_and_agrees(example):
+    """A baseline with a heavy-tailed regimen SD (HalfStudentT(3, 1)) answers the
+    HalfNormal(1) scenario: the same parameters on the same support, so its draws
+    are weighted by the two graphs' densities (k-hat about -1.2 to -1.9 over seeds:
+    the scenario's prior has the lighter tail, the weights are bounded) and agree
+    with the exact refit of the HalfNormal model."""
+    heavy = {"priors.regimen_sd": {"dist": "HalfStudentT", "nu": 3.0, "sigma": 1.0}}
+    grid = Grid.one_at_a_time(
+        {"regimen_prior": ["heavy", "baseline"]}, name="family", presets={"heavy": heavy}, **RUN
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        fast = run_sensitivity(example, grid, reweight=True)
+        exact = run_sensitivity(example, grid)
+    name = "regimen_prior=baseline"
+    assert float(fast["pareto_k"].sel(scenario=name)) <= 0.0
+    _assert_agrees(fast, exact, name)
+    # the reweighted draws are the HalfNormal scenario's, not the heavy baseline's
+    np.testing.assert_array_equal(
+        fast["p_cr_new_site"].sel(scenario="baseline"),
+        exact["p_cr_new_site"].sel(scenario="baseline"),
+    )
+    assert fast.attrs["n_reweighted"] == 1
 
 
 def test_k_hat_max_is_checked(example):
@@ -170,14 +201,49 @@ def test_each_scenario_s_parameters_are_its_own_model_s_built_once_a_structure(e
     assert len(density._signatures) < len(inputs)  # and most scenarios share them
     reasons = {density.why_not(x) for x in inputs}
     assert "" in reasons
-    assert "other parameters than the baseline (model structure or prior family)" in reasons
+    assert "other parameters than the baseline (model structure or support of a prior)" in reasons
+
+
+def test_a_prior_family_change_is_weighted_by_the_two_families_densities(example, base_fit):
+    """The vague preset swaps the regimen SD's HalfNormal(1) for a HalfCauchy(2.5) and
+    widens the intercept: the same parameters, so its log density at the baseline's
+    draws differs from the baseline's by exactly the two priors' log ratios (scipy's
+    densities here), through its own compiled graph. A BUGS-style precision prior
+    samples another parameter, so it is never reweighted."""
+    density = LogDensity(base_fit)
+    grid = load_grid("default")
+    (vague,) = [resolve(example, grid, s) for s in grid.expand(example) if s.name.endswith("vague")]
+    assert density.why_not(vague) == ""
+    log_ratio = density.at_draws(vague) - density.at_draws()
+    posterior = base_fit.posterior["posterior"]
+    sd = posterior["regimen_sd"].transpose("chain", "draw").values
+    intercept = posterior["intercept"].transpose("chain", "draw").values
+    expected = (
+        stats.halfcauchy(scale=2.5).logpdf(sd)
+        - stats.halfnorm(scale=1.0).logpdf(sd)
+        + stats.norm(0.0, 2.5).logpdf(intercept)
+        - stats.norm(0.0, 1.5).logpdf(intercept)
+    )
+    # the same up to PyMC's and scipy's normalising constants' last digits
+    np.testing.assert_allclose(log_ratio, expected, rtol=0, atol=1e-8)
+    assert np.ptp(expected) > 0.5  # the draws do tell the two priors apart
+    precision = Grid.one_at_a_time(
+        {"regimen_prior": ["baseline", "bugs"]},
+        name="g",
+        presets={
+            "bugs": {"priors.regimen_sd": {"dist": "GammaPrecision", "alpha": 1.0, "beta": 1.0}}
+        },
+    )
+    (bugs,) = [resolve(example, precision, s) for s in precision.expand(example)][1:]
+    assert density.why_not(bugs).startswith("other parameters than the baseline")
 
 
 def test_log_density_at_draws_is_the_function_s_value_for_each_scenario_s_data(example, base_fit):
     """at_draws calls PyTensor's compiled code directly: the same numbers, to the bit,
     as the compiled Function, with each scenario's own data (not the last set)."""
     density = LogDensity(base_fit)
-    assert density._jit is not None  # the fast path is the one tested here
+    (compiled,) = density._compiled.values()  # the baseline's graph
+    assert compiled._jit is not None  # the fast path is the one tested here
     grid = load_grid("default")
     scenarios = [
         resolve(example, grid, s)
@@ -186,7 +252,7 @@ def test_log_density_at_draws_is_the_function_s_value_for_each_scenario_s_data(e
     ]
     assert len(scenarios) == 3
     direct = [density.at_draws(x) for x in [None, *scenarios]]
-    density._jit = None
+    compiled._jit = None
     through_function = [density.at_draws(x) for x in [None, *scenarios]]
     for a, b in zip(direct, through_function, strict=True):
         np.testing.assert_array_equal(a, b)

@@ -1,10 +1,11 @@
 """Answering a scenario from the baseline's draws instead of a new fit.
 
-A scenario whose model has the same parameters as the baseline's (other prior
-values, a left-out site, another outcome or NE policy: only data differ) has a
-posterior ``p_s(theta)`` that the baseline's draws can estimate by importance
-sampling, with weights ``p_s(theta) / p_0(theta)``: the ratio of the two models'
-joint densities at each draw, evaluated on the scenario's own graph. The weights
+A scenario whose model has the same parameters as the baseline's, each on the
+same support (other prior values or another prior family of the same role, a
+left-out site, another outcome or NE policy), has a posterior ``p_s(theta)`` that
+the baseline's draws can estimate by importance sampling, with weights
+``p_s(theta) / p_0(theta)``: the ratio of the two models' joint densities at each
+draw, each evaluated on its own model's graph. The weights
 are Pareto-smoothed (PSIS; Vehtari et al. 2024, as ``loo`` and ``priorsense``
 do), and their Pareto k-hat decides, scenario by scenario: at or below
 :data:`K_HAT_MAX` (and the sample-size bound ``1 - 1/log10(S)``) the estimate is
@@ -30,7 +31,7 @@ from pymc.model.transform.conditioning import remove_value_transforms
 
 from ..cohort import CellTable
 from ..fit import Fit, FitTiming, cell_groups
-from ..model import build_model, data_values, effective_structure, exact_float_math, scalar_values
+from ..model import build_model, data_values, effective_structure, exact_float_math
 from ..model import names as v
 from ..spec import ModelSpec
 from .plan import ScenarioInputs
@@ -42,8 +43,12 @@ K_HAT_MAX = 0.7
 
 
 def _signature(model: pm.Model) -> list[tuple[str, str, tuple[int, ...]]]:
-    """Each free parameter's name, distribution and shape (from its dims' lengths:
-    asking PyMC for an initial point compiles a function, a tenth of a second)."""
+    """Each free parameter's name, support and shape: what must match for one
+    model's draws to be weighted to another's posterior. The support is the name of
+    the value transform (a log for a positive scale, none for a log-odds), so prior
+    *families* of the same role may differ (HalfNormal against HalfCauchy); shapes
+    come from the dims' lengths (asking PyMC for an initial point compiles a
+    function, a tenth of a second)."""
 
     def shape(rv) -> tuple[int, ...]:
         dims = model.named_vars_to_dims.get(rv.name)
@@ -53,11 +58,14 @@ def _signature(model: pm.Model) -> list[tuple[str, str, tuple[int, ...]]]:
             return tuple(rv.type.shape)
         return tuple(np.shape(model.initial_point()[model.rvs_to_values[rv].name]))
 
-    return [(rv.name, type(rv.owner.op).__name__, shape(rv)) for rv in model.free_RVs]
+    def support(rv) -> str:
+        return type(model.rvs_to_transforms.get(rv)).__name__
+
+    return [(rv.name, support(rv), shape(rv)) for rv in model.free_RVs]
 
 
 def _signature_key(cells: CellTable, spec: ModelSpec) -> tuple:
-    """What a model's :func:`_signature` depends on: the structure built (terms,
+    """What a model's graph depends on: the structure built (terms,
     parameterisation, the priors it uses), those priors' families and the factors'
     numbers of levels. Prior *values* and counts do not change it."""
     structure = effective_structure(spec, cells)
@@ -66,18 +74,11 @@ def _signature_key(cells: CellTable, spec: ModelSpec) -> tuple:
     return structure, families, sizes
 
 
-class LogDensity:
-    """The joint log density (prior times likelihood, on the parameters' own scale)
-    of one model structure at a fit's draws, for any data of that structure.
+class _CompiledLogDensity:
+    """One model graph's joint log density (prior times likelihood, on the
+    parameters' own scale), compiled once; each call sets a scenario's data."""
 
-    Compiled once (a fraction of a second); each scenario sets its data.
-    """
-
-    def __init__(self, base: Fit):
-        self.base = base
-        own = build_model(base.cells, base.spec)
-        self.base_signature = _signature(own)
-        self.scalars = list(scalar_values(base.cells, base.spec))
+    def __init__(self, own: pm.Model, draws: dict[str, np.ndarray]):
         self.model = remove_value_transforms(own)
         with exact_float_math():
             self.function = self.model.compile_logp(jacobian=False).f
@@ -93,30 +94,76 @@ class LogDensity:
         explicit_first = all(not i.implicit for i in specs[: len(inputs)])
         self._jit = jit if explicit_first else None
         self._shared = self.function.input_storage[len(inputs) :]
-        posterior = base.posterior["posterior"]
-        draws = [
-            np.asarray(posterior[x.name].transpose("chain", "draw", ...).values, dtype=x.dtype)
-            for x in inputs
-        ]
-        self.shape = draws[0].shape[:2]
-        flat = [x.reshape(-1, *x.shape[2:]) for x in draws]
+        flat = [np.asarray(draws[x.name], dtype=x.dtype) for x in inputs]
         self.points = [
             tuple(np.ascontiguousarray(x[i]) if x.ndim > 1 else np.asarray(x[i]) for x in flat)
-            for i in range(int(np.prod(self.shape)))
+            for i in range(len(flat[0]))
         ]
         # EXNEX draws each regimen's state given the data (model.exnex): the baseline's
         # regimen log-odds are its own data's, so they do not carry over to a scenario
         self.state_given_data = v.EXCHANGEABILITY_SELECTOR in {rv.name for rv in own.free_RVs}
-        # a grid's scenarios share a handful of structures: build one model each
-        # (~0.05 s a model, a second of a 24-scenario grid), the baseline's first
-        self._signatures = {_signature_key(base.cells, base.spec): self.base_signature}
 
-    def signature(self, inputs: ScenarioInputs) -> list:
-        """The free parameters of ``inputs``' own model (name, distribution, shape),
-        built once per :func:`_signature_key`."""
-        key = _signature_key(inputs.cells, inputs.spec)
+    def __call__(self, data: dict[str, np.ndarray]) -> np.ndarray:
+        with self.model:
+            pm.set_data(data)
+        if self._jit is None:
+            calls = (self.function(*p) for p in self.points)
+        else:
+            jit, shared = self._jit, tuple(c.storage[0] for c in self._shared)
+            calls = (jit(*p, *shared)[0] for p in self.points)
+        return np.fromiter(calls, float, len(self.points))
+
+
+class LogDensity:
+    """The joint log density (prior times likelihood, on the parameters' own scale)
+    at a fit's draws, for any scenario with the same free parameters: other data,
+    other prior values, or another prior family of the same support.
+
+    One compiled function per model graph (a fraction of a second each, from
+    PyTensor's cache): the baseline's, and one more for each other prior family a
+    grid asks for; each scenario sets its data.
+    """
+
+    def __init__(self, base: Fit):
+        self.base = base
+        posterior = base.posterior["posterior"]
+        self.shape = tuple(posterior.sizes[d] for d in ("chain", "draw"))
+        # each parameter's draws, chains one after another (the functions' order)
+        self._draws = {
+            name: values.reshape(-1, *values.shape[2:])
+            for name, x in posterior.data_vars.items()
+            for values in [x.transpose("chain", "draw", ...).values]
+        }
+        self._models: dict[tuple, pm.Model] = {}
+        self._signatures: dict[tuple, list] = {}
+        self._compiled: dict[tuple, _CompiledLogDensity] = {}
+        self.base_signature = self.signature(None)
+        baseline = self._log_density(None)
+        self.state_given_data = baseline.state_given_data
+
+    def _cells_and_spec(self, inputs: ScenarioInputs | None) -> tuple[CellTable, ModelSpec]:
+        return (self.base.cells, self.base.spec) if inputs is None else (inputs.cells, inputs.spec)
+
+    def _model(self, inputs: ScenarioInputs | None) -> tuple[tuple, pm.Model]:
+        """``inputs``' own model (None: the baseline's) and its graph's key; a grid's
+        scenarios share a handful of graphs, so each is built once (~0.05 s)."""
+        cells, spec = self._cells_and_spec(inputs)
+        key = _signature_key(cells, spec)
+        if key not in self._models:
+            self._models[key] = build_model(cells, spec)
+        return key, self._models[key]
+
+    def _log_density(self, inputs: ScenarioInputs | None) -> _CompiledLogDensity:
+        key, model = self._model(inputs)
+        if key not in self._compiled:
+            self._compiled[key] = _CompiledLogDensity(model, self._draws)
+        return self._compiled[key]
+
+    def signature(self, inputs: ScenarioInputs | None) -> list:
+        """The free parameters of ``inputs``' own model (name, support, shape)."""
+        key, model = self._model(inputs)
         if key not in self._signatures:
-            self._signatures[key] = _signature(build_model(inputs.cells, inputs.spec))
+            self._signatures[key] = _signature(model)
         return self._signatures[key]
 
     def why_not(self, inputs: ScenarioInputs) -> str:
@@ -126,30 +173,14 @@ class LogDensity:
         if self.state_given_data:
             return "EXNEX: each draw's exchangeability state is drawn given the baseline's data"
         if self.signature(inputs) != self.base_signature:
-            return "other parameters than the baseline (model structure or prior family)"
-        if list(scalar_values(inputs.cells, inputs.spec)) != self.scalars:
-            return "other prior parameters than the baseline"
+            return "other parameters than the baseline (model structure or support of a prior)"
         return ""
 
     def at_draws(self, inputs: ScenarioInputs | None = None) -> np.ndarray:
         """Log density of the baseline's draws under ``inputs`` (None: the baseline),
-        shaped (chain, draw)."""
-        cells, spec = (
-            (self.base.cells, self.base.spec)
-            if inputs is None
-            else (
-                inputs.cells,
-                inputs.spec,
-            )
-        )
-        with self.model:
-            pm.set_data(dict(data_values(cells, spec, self.base.shift_vector())))
-        if self._jit is None:
-            calls = (self.function(*p) for p in self.points)
-        else:
-            jit, shared = self._jit, tuple(c.storage[0] for c in self._shared)
-            calls = (jit(*p, *shared)[0] for p in self.points)
-        values = np.fromiter(calls, float, len(self.points))
+        shaped (chain, draw); its own prior families' graph, compiled on first use."""
+        cells, spec = self._cells_and_spec(inputs)
+        values = self._log_density(inputs)(dict(data_values(cells, spec, self.base.shift_vector())))
         return values.reshape(self.shape)
 
 

@@ -9,9 +9,12 @@ cells that a spreadsheet would run as a formula are escaped.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -36,6 +39,16 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 def _is_zarr(path: Path) -> bool:
     return path.suffix == ".zarr"
+
+
+@contextlib.contextmanager
+def _consolidated_zarr() -> Iterator[None]:
+    """xarray writes Zarr stores with consolidated metadata (one read opens them), and
+    zarr 3 warns on every write that this is not yet in the format 3 specification:
+    a warning the user can do nothing about, so it is not shown."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+        yield
 
 
 class atomic_path:  # noqa: N801 - used as a context manager like open()
@@ -107,7 +120,8 @@ def write_dataset(ds: xr.Dataset, path: str | Path) -> Path:
     path = Path(path)
     with atomic_path(path) as tmp:
         if _is_zarr(path):
-            ds.to_zarr(tmp, mode="w")
+            with _consolidated_zarr():
+                ds.to_zarr(tmp, mode="w")
         else:
             ds.to_netcdf(tmp, engine="h5netcdf")
     return path
@@ -163,7 +177,8 @@ def write_posterior(tree: xr.DataTree, path: str | Path) -> Path:
     path = Path(path)
     with atomic_path(path) as tmp:
         if _is_zarr(path):
-            tree.to_zarr(tmp, mode="w")
+            with _consolidated_zarr():
+                tree.to_zarr(tmp, mode="w")
         else:
             tree.to_netcdf(tmp, engine="h5netcdf")
     return path

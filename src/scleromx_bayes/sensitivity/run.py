@@ -121,7 +121,8 @@ def run_sensitivity(
         parameters on the same support (other prior values or families, left-out
         sites, outcome, NE policy) from the baseline's draws by Pareto-smoothed
         importance sampling, when its Pareto k-hat is at most ``k_hat_max``; refit
-        the others exactly (see ``sensitivity.reweight``). The first scenario (the baseline) is always fitted.
+        the others exactly (see ``sensitivity.reweight``). The first scenario (the
+        baseline) is always fitted.
     k_hat_max : float
         The k-hat above which a reweighted scenario is refitted (default 0.7).
     evidence : Evidence, optional

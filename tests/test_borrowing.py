@@ -355,12 +355,12 @@ def test_one_study_without_heterogeneity_is_the_conjugate_posterior():
 
 
 def test_borrow_command_prints_the_prior_and_writes_dataset_and_plot(tmp_path):
-    from conftest import run_cli
+    from conftest import invoke_cli
     from scleromx_bayes.simulate import example_path
 
     out = tmp_path / "borrow"
     args = ["borrow", example_evidence_path(), "--regimen", "DNS rescue", "--out", out]
-    res = run_cli(*args, "--data", example_path())
+    res = invoke_cli(*args, "--data", example_path())
     assert res.returncode == 0, res.stderr
     for text in ("MAP prior for DNS rescue", "SYNTHETIC", "ESS elir", "robust MAP", "4/5 CR"):
         assert text in res.stdout, text
@@ -374,9 +374,9 @@ def test_borrow_command_prints_the_prior_and_writes_dataset_and_plot(tmp_path):
         (["--regimen", "Thalidomide"], "no study of it"),
         (["--alias", "IVIg"], "LITERATURE_NAME=COHORT_REGIMEN"),
     ]:
-        bad = run_cli("borrow", example_evidence_path(), "--out", tmp_path / "bad", *extra)
+        bad = invoke_cli("borrow", example_evidence_path(), "--out", tmp_path / "bad", *extra)
         if "--regimen" not in extra:
-            bad = run_cli(*args[:-2], "--out", tmp_path / "bad", *extra)
+            bad = invoke_cli(*args[:-2], "--out", tmp_path / "bad", *extra)
         assert bad.returncode == 2, (extra, bad.stderr)
         assert message in bad.stderr and "Traceback" not in bad.stderr
         assert not (tmp_path / "bad").exists()
@@ -385,7 +385,7 @@ def test_borrow_command_prints_the_prior_and_writes_dataset_and_plot(tmp_path):
         (["--model", "robust_map"], "give --evidence FILE"),
         (["--model", "base", "--evidence", example_evidence_path()], "[borrowing] table"),
     ]:
-        bad = run_cli("fit", example_path(), "--out", tmp_path / "bad", *extra)
+        bad = invoke_cli("fit", example_path(), "--out", tmp_path / "bad", *extra)
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
         assert not (tmp_path / "bad").exists()
 

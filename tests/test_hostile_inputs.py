@@ -13,7 +13,7 @@ import pytest
 import xarray as xr
 
 import scleromx_bayes as sxb
-from conftest import run_cli, write_csv
+from conftest import invoke_cli, write_csv
 from scleromx_bayes.borrowing import example_evidence_path
 from scleromx_bayes.diagnostics import diagnose
 from scleromx_bayes.errors import SettingsError
@@ -25,7 +25,9 @@ HEADER = "patient_id,site,regimen,severity,response\n"
 
 
 def cli(*args):
-    return run_cli(*args, columns=80)
+    """The command line in this process (``invoke_cli``), 80 columns wide: these
+    tests are about messages, exit codes and the files written."""
+    return invoke_cli(*args, columns=80)
 
 
 # -- privacy -----------------------------------------------------------------------

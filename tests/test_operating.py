@@ -16,7 +16,7 @@ from scipy.stats import binom, norm
 
 import scleromx_bayes as sxb
 import scleromx_bayes.simulate
-from conftest import run_cli
+from conftest import invoke_cli
 from scleromx_bayes.operating import as_design, engine, evaluate, run, threshold_for
 from scleromx_bayes.operating.engine import simulate_counts, simulation_seeds
 
@@ -342,7 +342,7 @@ def test_cli_oc_on_a_planned_design(tmp_path):
     args += ["--truth", "DNS rescue:0.3", "--truth-table", truths, "--rule", "better:0.9"]
     args += ["--rule", "above:0.4:0.8:0.2", "--model", "no_pooling", "--model", "base"]
     args += ["--n-sims", "4", "--draws", "100", "--tune", "100", "--calibrate", "0.2"]
-    res = run_cli(*args)
+    res = invoke_cli(*args)
     assert res.returncode == 0, res.stderr
     assert "SYNTHETIC" in res.stdout and "P(go): P(better) > 0.9; truth: all equal" in res.stdout
     assert "go when P(better) >" in res.stdout
@@ -354,9 +354,9 @@ def test_cli_oc_on_a_planned_design(tmp_path):
     assert oc.attrs["synthetic"] == 1 and oc.attrs["n_sims"] == 4
     row = table.query("truth == 'optimistic' and regimen == 'DNS rescue'").iloc[0]
     assert row["true_risk_difference"] > 0.3  # at a new centre, from 0.7 vs 0.3 typical
-    again = run_cli(*args)  # the store is not mixed into a new run without --resume
+    again = invoke_cli(*args)  # the store is not mixed into a new run without --resume
     assert again.returncode == 2 and "--resume" in again.stderr
-    assert run_cli(*args, "--resume").returncode == 0
+    assert invoke_cli(*args, "--resume").returncode == 0
 
 
 @pytest.mark.parametrize(
@@ -374,7 +374,7 @@ def test_cli_oc_bad_input_exits_2_and_writes_nothing(tmp_path, extra, message):
     if "--planned" in extra:
         data = tmp_path / "plan.csv"
         data.write_text("site,regimen,severity,n\nA,HDIVig,severe,6\nA,DNS rescue,severe,3\n")
-    res = run_cli("oc", data, "--out", tmp_path / "oc", "--n-sims", "2", *extra)
+    res = invoke_cli("oc", data, "--out", tmp_path / "oc", "--n-sims", "2", *extra)
     assert res.returncode == 2, res.stderr
     assert message in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "oc").exists()

@@ -15,7 +15,7 @@ import pytest
 import xarray as xr
 
 import scleromx_bayes as sxb
-from conftest import quiet_fit, real_browser, run_cli
+from conftest import invoke_cli, quiet_fit, real_browser
 
 
 class _Tables(HTMLParser):
@@ -168,7 +168,7 @@ def test_report_command_writes_the_report_and_no_identifier(tmp_path):
     data = tmp_path / "episodes.csv"
     frame.to_csv(data, index=False)
     args = ["--draws", "200", "--tune", "200", "--chains", "2"]
-    res = run_cli(
+    res = invoke_cli(
         "report",
         data,
         "--model",

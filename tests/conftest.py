@@ -3,6 +3,8 @@ cached per layout, so fixtures that share a layout compile once per session."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
 import subprocess
@@ -71,23 +73,21 @@ def invoke_cli(*args, columns: int = 120) -> subprocess.CompletedProcess:
     imports (2-4 s a call). For what does not depend on the process: messages, exit
     codes, files written or left alone. An exception that escapes ``main`` (a
     traceback, in a terminal) propagates to the test."""
-    import contextlib
-    import io
-
     from scleromx_bayes import cli
 
+    words = [str(a) for a in args]
     stdout, stderr = io.StringIO(), io.StringIO()
     widths = [(console, console._width) for console in (cli.out, cli.err)]
     argv = sys.argv
     try:
         # as the console script sees it: click names the program after argv[0], and a
         # report records the command it was made with
-        sys.argv = ["scleromx-bayes", *map(str, args)]
+        sys.argv = ["scleromx-bayes", *words]
         for console, _ in widths:
             console.width = columns
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             try:
-                cli.main([str(a) for a in args])
+                cli.main(words)
                 code = 0
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
@@ -95,7 +95,7 @@ def invoke_cli(*args, columns: int = 120) -> subprocess.CompletedProcess:
         sys.argv = argv
         for console, width in widths:
             console._width = width
-    return subprocess.CompletedProcess(list(args), code, stdout.getvalue(), stderr.getvalue())
+    return subprocess.CompletedProcess(words, code, stdout.getvalue(), stderr.getvalue())
 
 
 def real_browser():

@@ -8,12 +8,16 @@ import warnings
 
 import numpy as np
 import pytest
+import xarray as xr
+from pymc.model.transform.conditioning import remove_value_transforms
 from scipy import stats
 
 from scleromx_bayes.model import build_model
 from scleromx_bayes.sensitivity import Grid, GridError, load_grid, run_sensitivity
+from scleromx_bayes.sensitivity import reweight as reweight_module
 from scleromx_bayes.sensitivity.plan import resolve
-from scleromx_bayes.sensitivity.reweight import LogDensity, _signature
+from scleromx_bayes.sensitivity.reweight import LogDensity, _signature, resample, reweight
+from scleromx_bayes.summary import posterior_probabilities, summarise
 
 RUN = {"draws": 1000, "tune": 500, "chains": 2, "seed": 5, "ess_min": 100, "rhat_max": 1.05}
 AXES = {
@@ -203,7 +207,7 @@ def test_each_scenario_s_parameters_are_its_own_model_s_built_once_a_structure(e
         built.append(own)
     distinct = {repr(b) for b in built}
     assert len(distinct) >= 6  # the axes above do change the parameters
-    assert len(density._signatures) < len(inputs)  # and most scenarios share them
+    assert len(density.parameters._signatures) < len(inputs)  # and most scenarios share them
     reasons = {density.why_not(x) for x in inputs}
     assert "" in reasons
     assert "other parameters than the baseline (model structure or support of a prior)" in reasons
@@ -243,12 +247,12 @@ def test_a_prior_family_change_is_weighted_by_the_two_families_densities(example
     assert density.why_not(bugs).startswith("other parameters than the baseline")
 
 
-def test_log_density_at_draws_is_the_function_s_value_for_each_scenario_s_data(example, base_fit):
-    """at_draws calls PyTensor's compiled code directly: the same numbers, to the bit,
-    as the compiled Function, with each scenario's own data (not the last set)."""
+def test_log_density_at_draws_is_each_scenario_s_own_model_s(example, base_fit, monkeypatch):
+    """at_draws evaluates the log density's graph vectorised over draws, a block of
+    draws per call: at each draw it is the scenario's own model's log density (PyMC's
+    compile_logp, one draw at a time, with that scenario's data, not the last set),
+    and blocks of any size give the same numbers."""
     density = LogDensity(base_fit)
-    (compiled,) = density._compiled.values()  # the baseline's graph
-    assert compiled._jit is not None  # the fast path is the one tested here
     grid = load_grid("default")
     scenarios = [
         resolve(example, grid, s)
@@ -256,11 +260,41 @@ def test_log_density_at_draws_is_the_function_s_value_for_each_scenario_s_data(e
         if s.name in ("site_sd=0.25", "leave_out_site=Centre F", "ne_policy=failure")
     ]
     assert len(scenarios) == 3
-    direct = [density.at_draws(x) for x in [None, *scenarios]]
-    compiled._jit = None
-    through_function = [density.at_draws(x) for x in [None, *scenarios]]
-    for a, b in zip(direct, through_function, strict=True):
-        np.testing.assert_array_equal(a, b)
-        assert a.shape == (2, 400) and np.isfinite(a).all()
+    posterior = base_fit.posterior["posterior"]
+    at_draws = [density.at_draws(x) for x in [None, *scenarios]]
+    for x, got in zip([None, *scenarios], at_draws, strict=True):
+        assert got.shape == (2, 400) and np.isfinite(got).all()
+        cells, spec = (base_fit.cells, base_fit.spec) if x is None else (x.cells, x.spec)
+        own = remove_value_transforms(build_model(cells, spec))
+        log_density = own.compile_logp(jacobian=False)
+        for chain, draw in [(0, 0), (0, 123), (1, 399)]:
+            point = {
+                rv.name: posterior[rv.name].isel(chain=chain, draw=draw).values
+                for rv in own.free_RVs
+            }
+            assert got[chain, draw] == pytest.approx(float(log_density(point)), rel=1e-13)
     # every scenario's data reach the code: each density differs from the baseline's
-    assert all(not np.allclose(d, direct[0]) for d in direct[1:])
+    assert all(not np.allclose(d, at_draws[0]) for d in at_draws[1:])
+    monkeypatch.setattr(reweight_module, "DRAWS_PER_CALL", 7)  # 800 draws: 115 blocks
+    for x, got in zip([None, *scenarios], at_draws, strict=True):
+        np.testing.assert_array_equal(density.at_draws(x), got)
+
+
+def test_a_reweighted_scenario_s_probabilities_are_the_baseline_s_resampled(example, base_fit):
+    """run_sensitivity summarises a reweighted scenario from the baseline's CR
+    probabilities resampled by the same index as its draws (the quadrature is done
+    once): the same numbers, to the bit, as computing them from the resampled draws."""
+    density = LogDensity(base_fit)
+    grid = load_grid("default")
+    (scenario,) = [
+        resolve(example, grid, s) for s in grid.expand(example) if s.name == "site_sd=0.25"
+    ]
+    answer = reweight(density, density.at_draws(), scenario, seed=3)
+    assert answer.trusted and answer.index.shape == (2 * 400,)
+    assert len(np.unique(answer.index)) < answer.index.size  # resampled, not the same draws
+    own = posterior_probabilities(answer.fit)
+    resampled = {k: resample(p, answer.index) for k, p in posterior_probabilities(base_fit).items()}
+    assert own.keys() == resampled.keys()
+    for name, p in own.items():
+        xr.testing.assert_identical(resampled[name], p)
+    xr.testing.assert_equal(summarise(answer.fit, probabilities=resampled), summarise(answer.fit))

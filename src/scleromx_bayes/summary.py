@@ -191,9 +191,16 @@ def _expected_expit_values(eta: np.ndarray, sd: np.ndarray) -> np.ndarray:
 def _hermite_expit(eta: np.ndarray, sd: np.ndarray) -> np.ndarray:
     """E[expit(eta + sd Z)] by 40-node Gauss-Hermite (the nodes along a last axis:
     xarray's broadcasting of a node dim was half the time; summed by NumPy, not
-    BLAS, whose kernels differ by CPU)."""
-    values = expit(eta[:, None] + sd[:, None] * _GH_SCALED_NODES)
-    return (values * _GH_SCALED_WEIGHTS).sum(axis=-1)
+    BLAS, whose kernels differ by CPU). The logistic is 1 / (1 + exp(-x)) in place:
+    SciPy's ``expit`` took 1.7 times as long on these sizes, for the same numbers to
+    the last bit or two."""
+    values = eta[:, None] + sd[:, None] * _GH_SCALED_NODES
+    np.negative(values, out=values)
+    np.exp(values, out=values)  # inf far below 0: the reciprocal is then 0
+    values += 1.0
+    np.reciprocal(values, out=values)
+    values *= _GH_SCALED_WEIGHTS
+    return values.sum(axis=-1)
 
 
 def _split_expit(eta: np.ndarray, sd: np.ndarray) -> np.ndarray:
@@ -249,6 +256,7 @@ def summarise(
     reference: str | None = None,
     masked_sites: Sequence[str] = (),
     masked_regimens: Sequence[str] = (),
+    probabilities: Mapping[str, xr.DataArray] | None = None,
 ) -> xr.Dataset:
     """Summarise a fit as an ``xarray.Dataset``.
 
@@ -284,6 +292,10 @@ def summarise(
         The reference regimen of contrasts (default: the first).
     masked_sites, masked_regimens : sequence of str
         Levels left out of the data, reported as NaN.
+    probabilities : mapping of str to DataArray, optional
+        :func:`posterior_probabilities` of ``fit``, when already at hand (the
+        draws of a reweighted scenario are the baseline's resampled, and so are
+        theirs); computed from the fit when None.
 
     Returns
     -------
@@ -303,7 +315,7 @@ def summarise(
         raise SettingsError(f"thresholds must lie strictly between 0 and 1: {thresholds}")
     cells = fit.cells
     ref = choose_reference(cells.regimens, reference)
-    probs = posterior_probabilities(fit)
+    probs = posterior_probabilities(fit) if probabilities is None else probabilities
     new = probs["new_site"]
 
     p_ref = new.sel(regimen=ref, drop=True)

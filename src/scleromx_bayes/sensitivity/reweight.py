@@ -26,8 +26,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import pymc as pm
+import pytensor.tensor as pt
 import xarray as xr
 from pymc.model.transform.conditioning import remove_value_transforms
+from pytensor.graph.replace import vectorize_graph
 
 from ..cohort import CellTable
 from ..fit import Fit, FitTiming, cell_groups
@@ -36,7 +38,7 @@ from ..model import names as v
 from ..spec import ModelSpec
 from .plan import ScenarioInputs
 
-__all__ = ["K_HAT_MAX", "LogDensity", "Reweighted", "reweight"]
+__all__ = ["K_HAT_MAX", "LogDensity", "Reweighted", "ScenarioParameters", "resample", "reweight"]
 
 # Vehtari et al. (2024): above 0.7 the importance-sampling estimate is unreliable
 K_HAT_MAX = 0.7
@@ -74,44 +76,99 @@ def _signature_key(cells: CellTable, spec: ModelSpec) -> tuple:
     return structure, families, sizes
 
 
+# draws per call of a vectorised log density: bounds its intermediate arrays (draws
+# times cells) on a registry-sized cohort, while the example's 4,000 take 8 calls
+DRAWS_PER_CALL = 512
+
+
 class _CompiledLogDensity:
     """One model graph's joint log density (prior times likelihood, on the
-    parameters' own scale), compiled once; each call sets a scenario's data."""
+    parameters' own scale) at many draws per call, compiled once; each call sets a
+    scenario's data.
 
-    def __init__(self, own: pm.Model, draws: dict[str, np.ndarray]):
+    The graph is PyTensor's own, vectorised over a leading draw dimension
+    (``vectorize_graph``): one call of compiled code evaluates a block of draws,
+    where a draw at a time cost a Python call each (five times as long on the
+    example, the same numbers).
+    """
+
+    def __init__(self, own: pm.Model):
         self.model = remove_value_transforms(own)
-        with exact_float_math():
-            self.function = self.model.compile_logp(jacobian=False).f
-        # the draws in the function's own argument order and types, so each
-        # call can skip PyTensor's input checks (two thirds of a call's time)
-        self.function.trust_input = True
-        specs = self.function.maker.inputs
-        inputs = [i.variable for i in specs if not i.implicit]
-        # PyTensor's numba code itself, called with the draw and then the shared data
-        # (fgraph inputs, in that order): a quarter of the time of a call through the
-        # Function, same numbers. Any other layout or backend goes through the Function.
-        jit = getattr(getattr(self.function, "vm", None), "jit_fn", None)
-        explicit_first = all(not i.implicit for i in specs[: len(inputs)])
-        self._jit = jit if explicit_first else None
-        self._shared = self.function.input_storage[len(inputs) :]
-        flat = [np.asarray(draws[x.name], dtype=x.dtype) for x in inputs]
-        self.points = [
-            tuple(np.ascontiguousarray(x[i]) if x.ndim > 1 else np.asarray(x[i]) for x in flat)
-            for i in range(len(flat[0]))
+        values = [self.model.rvs_to_values[rv] for rv in self.model.free_RVs]
+        self.names = [x.name for x in values]
+        blocks = [
+            pt.tensor(name=x.name, dtype=x.dtype, shape=(None, *x.type.shape)) for x in values
         ]
-        # EXNEX draws each regimen's state given the data (model.exnex): the baseline's
-        # regimen log-odds are its own data's, so they do not carry over to a scenario
-        self.state_given_data = v.EXCHANGEABILITY_SELECTOR in {rv.name for rv in own.free_RVs}
+        log_density = vectorize_graph(
+            self.model.logp(jacobian=False), replace=dict(zip(values, blocks, strict=True))
+        )
+        with exact_float_math():
+            self.function = self.model.compile_fn(log_density, inputs=blocks, point_fn=False)
 
-    def __call__(self, data: dict[str, np.ndarray]) -> np.ndarray:
+    def __call__(self, data: dict[str, np.ndarray], draws: dict[str, np.ndarray]) -> np.ndarray:
+        """Log density at each of ``draws`` (each parameter's draws along a first
+        axis) under ``data``."""
         with self.model:
             pm.set_data(data)
-        if self._jit is None:
-            calls = (self.function(*p) for p in self.points)
-        else:
-            jit, shared = self._jit, tuple(c.storage[0] for c in self._shared)
-            calls = (jit(*p, *shared)[0] for p in self.points)
-        return np.fromiter(calls, float, len(self.points))
+        n = len(draws[self.names[0]])
+        blocks = [
+            self.function(*(draws[name][start : start + DRAWS_PER_CALL] for name in self.names))
+            for start in range(0, n, DRAWS_PER_CALL)
+        ]
+        return np.concatenate(blocks)
+
+
+class ScenarioParameters:
+    """Each scenario's own model, built once per graph, and its free parameters: what
+    decides, before anything is fitted, whether the baseline's draws can answer it.
+
+    Examples
+    --------
+    >>> from scleromx_bayes.sensitivity import resolve
+    >>> grid = sxb.Grid.one_at_a_time({"model": ["base", "no_pooling"], "site_sd": [0.5, 1.0]})
+    >>> base, *others = [resolve(cohort, grid, s) for s in grid.expand(cohort)]
+    >>> [ScenarioParameters(base.cells, base.spec).why_not(x)[:16] for x in others]
+    ['other parameters', '']
+    """
+
+    def __init__(self, cells: CellTable, spec: ModelSpec):
+        self.cells, self.spec = cells, spec
+        self._models: dict[tuple, pm.Model] = {}
+        self._signatures: dict[tuple, list] = {}
+        self.base_signature = self.signature(None)
+        # EXNEX draws each regimen's state given the data (model.exnex): the baseline's
+        # regimen log-odds are its own data's, so they do not carry over to a scenario
+        _, model = self.model(None)
+        self.state_given_data = v.EXCHANGEABILITY_SELECTOR in {rv.name for rv in model.free_RVs}
+
+    def cells_and_spec(self, inputs: ScenarioInputs | None) -> tuple[CellTable, ModelSpec]:
+        return (self.cells, self.spec) if inputs is None else (inputs.cells, inputs.spec)
+
+    def model(self, inputs: ScenarioInputs | None) -> tuple[tuple, pm.Model]:
+        """``inputs``' own model (None: the baseline's) and its graph's key; a grid's
+        scenarios share a handful of graphs, so each is built once (~0.05 s)."""
+        cells, spec = self.cells_and_spec(inputs)
+        key = _signature_key(cells, spec)
+        if key not in self._models:
+            self._models[key] = build_model(cells, spec)
+        return key, self._models[key]
+
+    def signature(self, inputs: ScenarioInputs | None) -> list:
+        """The free parameters of ``inputs``' own model (name, support, shape)."""
+        key, model = self.model(inputs)
+        if key not in self._signatures:
+            self._signatures[key] = _signature(model)
+        return self._signatures[key]
+
+    def why_not(self, inputs: ScenarioInputs) -> str:
+        """Why the baseline's draws cannot answer ``inputs`` ("" when they can)."""
+        if inputs.spec.borrowing or self.spec.borrowing:
+            return "borrows from published series"
+        if self.state_given_data:
+            return "EXNEX: each draw's exchangeability state is drawn given the baseline's data"
+        if self.signature(inputs) != self.base_signature:
+            return "other parameters than the baseline (model structure or support of a prior)"
+        return ""
 
 
 class LogDensity:
@@ -120,12 +177,13 @@ class LogDensity:
     other prior values, or another prior family of the same support.
 
     One compiled function per model graph (a fraction of a second each, from
-    PyTensor's cache): the baseline's, and one more for each other prior family a
-    grid asks for; each scenario sets its data.
+    PyTensor's cache), compiled on first use: the baseline's, and one more for each
+    other prior family a grid asks for; each scenario sets its data.
     """
 
-    def __init__(self, base: Fit):
+    def __init__(self, base: Fit, parameters: ScenarioParameters | None = None):
         self.base = base
+        self.parameters = parameters or ScenarioParameters(base.cells, base.spec)
         posterior = base.posterior["posterior"]
         self.shape = tuple(posterior.sizes[d] for d in ("chain", "draw"))
         # each parameter's draws, chains one after another (the functions' order)
@@ -134,54 +192,29 @@ class LogDensity:
             for name, x in posterior.data_vars.items()
             for values in [x.transpose("chain", "draw", ...).values]
         }
-        self._models: dict[tuple, pm.Model] = {}
-        self._signatures: dict[tuple, list] = {}
         self._compiled: dict[tuple, _CompiledLogDensity] = {}
-        self.base_signature = self.signature(None)
-        baseline = self._log_density(None)
-        self.state_given_data = baseline.state_given_data
-
-    def _cells_and_spec(self, inputs: ScenarioInputs | None) -> tuple[CellTable, ModelSpec]:
-        return (self.base.cells, self.base.spec) if inputs is None else (inputs.cells, inputs.spec)
-
-    def _model(self, inputs: ScenarioInputs | None) -> tuple[tuple, pm.Model]:
-        """``inputs``' own model (None: the baseline's) and its graph's key; a grid's
-        scenarios share a handful of graphs, so each is built once (~0.05 s)."""
-        cells, spec = self._cells_and_spec(inputs)
-        key = _signature_key(cells, spec)
-        if key not in self._models:
-            self._models[key] = build_model(cells, spec)
-        return key, self._models[key]
+        self.state_given_data = self.parameters.state_given_data
 
     def _log_density(self, inputs: ScenarioInputs | None) -> _CompiledLogDensity:
-        key, model = self._model(inputs)
+        key, model = self.parameters.model(inputs)
         if key not in self._compiled:
-            self._compiled[key] = _CompiledLogDensity(model, self._draws)
+            self._compiled[key] = _CompiledLogDensity(model)
         return self._compiled[key]
 
     def signature(self, inputs: ScenarioInputs | None) -> list:
         """The free parameters of ``inputs``' own model (name, support, shape)."""
-        key, model = self._model(inputs)
-        if key not in self._signatures:
-            self._signatures[key] = _signature(model)
-        return self._signatures[key]
+        return self.parameters.signature(inputs)
 
     def why_not(self, inputs: ScenarioInputs) -> str:
         """Why the baseline's draws cannot answer ``inputs`` ("" when they can)."""
-        if inputs.spec.borrowing:
-            return "borrows from published series"
-        if self.state_given_data:
-            return "EXNEX: each draw's exchangeability state is drawn given the baseline's data"
-        if self.signature(inputs) != self.base_signature:
-            return "other parameters than the baseline (model structure or support of a prior)"
-        return ""
+        return self.parameters.why_not(inputs)
 
     def at_draws(self, inputs: ScenarioInputs | None = None) -> np.ndarray:
         """Log density of the baseline's draws under ``inputs`` (None: the baseline),
         shaped (chain, draw); its own prior families' graph, compiled on first use."""
-        cells, spec = self._cells_and_spec(inputs)
-        values = self._log_density(inputs)(dict(data_values(cells, spec, self.base.shift_vector())))
-        return values.reshape(self.shape)
+        cells, spec = self.parameters.cells_and_spec(inputs)
+        data = dict(data_values(cells, spec, self.base.shift_vector()))
+        return self._log_density(inputs)(data, self._draws).reshape(self.shape)
 
 
 @dataclass(frozen=True)
@@ -192,6 +225,7 @@ class Reweighted:
     threshold: float
     ess: float  # effective sample size of the smoothed weights
     fit: Fit | None  # the baseline's draws resampled; None when k-hat is too high
+    index: np.ndarray | None = None  # which baseline draw each one is (see resample)
 
     @property
     def trusted(self) -> bool:
@@ -210,6 +244,23 @@ def _systematic(weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     cumulative = np.cumsum(weights)
     cumulative[-1] = 1.0
     return np.searchsorted(cumulative, positions)
+
+
+def resample(draws: xr.DataArray, index: np.ndarray) -> xr.DataArray:
+    """``draws`` (dims chain, draw, ...) at the baseline draws ``index`` picks, counted
+    chain after chain: the resampled posterior keeps the baseline's chain and draw
+    labels, and any quantity derived draw by draw from the baseline's draws (CR
+    probabilities, say) is resampled to the scenario's by the same index.
+
+    Examples
+    --------
+    >>> x = xr.DataArray([[1.0, 2.0], [3.0, 4.0]], dims=("chain", "draw"))
+    >>> resample(x, np.array([3, 3, 0, 1])).values.tolist()
+    [[4.0, 4.0], [1.0, 2.0]]
+    """
+    draws = draws.transpose("chain", "draw", ...)
+    flat = draws.values.reshape(-1, *draws.shape[2:])
+    return draws.copy(data=flat[index].reshape(draws.shape))
 
 
 def reweight(
@@ -243,18 +294,7 @@ def reweight(
     index = _systematic(weights, np.random.default_rng(seed))
     base = density.base
     posterior = base.posterior["posterior"].to_dataset()
-    stacked = posterior.stack(sample=("chain", "draw"))
-    picked = stacked.isel(sample=index).drop_vars(["sample", "chain", "draw"])
-    chains, draws = density.shape
-    resampled = (
-        picked.assign_coords(
-            chain=("sample", np.repeat(np.arange(chains), draws)),
-            draw=("sample", np.tile(np.arange(draws), chains)),
-        )
-        .set_index(sample=["chain", "draw"])
-        .unstack("sample")
-        .transpose("chain", "draw", ...)
-    )
+    resampled = posterior.map(resample, index=index, keep_attrs=True)
     tree = base.posterior.copy()
     tree["posterior"] = xr.DataTree(resampled.assign_attrs(posterior.attrs))
     for name, group in cell_groups(inputs.cells).items():  # the scenario's own counts
@@ -266,4 +306,4 @@ def reweight(
         cells=inputs.cells,
         timing=FitTiming(compiled_now=False, compile_s=0.0, sample_s=0.0),
     )
-    return Reweighted(k_hat, threshold, ess, fit)
+    return Reweighted(k_hat, threshold, ess, fit, index)

@@ -17,23 +17,31 @@ from ..cohort import Cohort
 from ..fit import Fit, fit_cells
 from ..progress import ProgressBar
 from ..provenance import DataProvenance, provenance_attrs
-from ..summary import choose_reference, summarise
+from ..summary import choose_reference, posterior_probabilities, summarise
 from .grid import BASELINE_VALUES, Grid, GridError, load_grid
 from .plan import ScenarioInputs, resolve
 from .result import ScenarioResult
-from .reweight import K_HAT_MAX, LogDensity
+from .reweight import K_HAT_MAX, LogDensity, ScenarioParameters, resample
 from .reweight import reweight as reweight_scenario
 from .store import Store
 
 __all__ = ["run_scenario", "run_sensitivity"]
 
 
-def _result(fitted: Fit, inputs: ScenarioInputs, summary_args: dict, t0: float, **extra):
+def _result(
+    fitted: Fit,
+    inputs: ScenarioInputs,
+    summary_args: dict,
+    t0: float,
+    probabilities: dict | None = None,
+    **extra,
+):
     ds = summarise(
         fitted,
         **summary_args,
         masked_sites=inputs.excluded_sites,
         masked_regimens=inputs.excluded_regimens,
+        probabilities=probabilities,
     )
     diag = fitted.diagnostics
     return ScenarioResult(
@@ -101,7 +109,8 @@ def run_sensitivity(
     executor : concurrent.futures.Executor, optional
         Runs scenarios in parallel (a ``ThreadPoolExecutor``, a
         ``ProcessPoolExecutor``, or ``dask.distributed.Client(...).get_executor()``).
-        Default: one after the other in this process.
+        Default: one after the other in this process; with ``reweight``, the exact
+        refits on one thread of their own while this one reweights.
     store : path, optional
         Folder where each finished scenario is written as soon as it finishes.
         Running again with the same store reuses them (an interrupted run resumes).
@@ -122,7 +131,8 @@ def run_sensitivity(
         sites, outcome, NE policy) from the baseline's draws by Pareto-smoothed
         importance sampling, when its Pareto k-hat is at most ``k_hat_max``; refit
         the others exactly (see ``sensitivity.reweight``). The first scenario (the
-        baseline) is always fitted.
+        baseline) is always fitted. Scenarios with other parameters are refitted
+        from the start, alongside the baseline's fit and the reweighting.
     k_hat_max : float
         The k-hat above which a reweighted scenario is refitted (default 0.7).
     evidence : Evidence, optional
@@ -185,52 +195,63 @@ class _Plan:
     k_hat_max: float | None  # None: no reweighting
 
 
-def _reweight_from_baseline(plan: _Plan, todo: list[int], finish) -> dict[int, tuple[float, float]]:
-    """Fit the baseline, answer what its draws can (``finish``), and return the k-hat
-    and importance ESS of every scenario tried but left for an exact refit."""
-    t0 = time.perf_counter()
+def _reweight_from_baseline(plan: _Plan, todo: list[int], finish, refit, collect) -> None:
+    """Fit the baseline and answer what its draws can (``finish``); hand every other
+    scenario of ``todo`` to ``refit``, with its k-hat and importance ESS when
+    reweighting was tried and refused. Scenarios the draws cannot answer (another
+    structure) go first, before the baseline is fitted, so they run while it and the
+    others are done here; ``collect`` takes in refits that have finished meanwhile."""
     base_inputs = plan.inputs[0]
+    parameters = ScenarioParameters(base_inputs.cells, base_inputs.spec)
+    answerable = []
+    for i in todo:
+        if i != 0 and parameters.why_not(plan.inputs[i]):
+            refit(i)
+        elif i != 0:
+            answerable.append(i)
+    t0 = time.perf_counter()
     try:
         base = _fit(base_inputs, plan.grid, plan.data)
     except Exception as exc:
         if 0 in todo:
             finish(0, ScenarioResult.error(exc, time.perf_counter() - t0))
-        return {}
-    if 0 in todo:
+        base = None
+    if base is not None and 0 in todo:
         finish(0, _result(base, base_inputs, plan.summary_args, t0))
-    if not base.diagnostics.ok or base.borrowing is not None:
-        # unreliable draws are no basis for reweighting; nor (not yet) a borrowing one
-        return {}
-    density = LogDensity(base)
-    if density.state_given_data:  # no scenario can be reweighted (why_not says why)
-        return {}
+    if base is None or not base.diagnostics.ok:
+        # unreliable draws are no basis for reweighting
+        for i in answerable:
+            refit(i)
+        return
+    density = LogDensity(base, parameters)
     base_log_density = density.at_draws()
-    left: dict[int, tuple[float, float]] = {}
-    for i in todo:
-        if i == 0 or density.why_not(plan.inputs[i]):
-            continue
+    # a reweighted scenario's draws are the baseline's resampled: so are its CR
+    # probabilities (their quadrature is a third of a summary's time)
+    probabilities = posterior_probabilities(base)
+    for i in answerable:
         t0 = time.perf_counter()
         answer = reweight_scenario(
             density, base_log_density, plan.inputs[i], seed=plan.grid.seed, k_hat_max=plan.k_hat_max
         )
         if not answer.trusted:
-            left[i] = (answer.pareto_k, answer.ess)
+            refit(i, tried_as=(answer.pareto_k, answer.ess))
             continue
         result = _result(
             answer.fit,
             plan.inputs[i],
             plan.summary_args,
             t0,
+            probabilities={k: resample(p, answer.index) for k, p in probabilities.items()},
             reweighted=True,
             pareto_k=answer.pareto_k,
             importance_ess=answer.ess,
         )
         finish(i, replace(result, sample_s=result.wall_s))
-    return left
+        collect(block=False)
 
 
 def _run(plan: _Plan, box: Store | None, executor, progress) -> xr.Dataset:
-    grid, scenarios, inputs, keys = plan.grid, plan.scenarios, plan.inputs, plan.keys
+    grid, inputs, keys = plan.grid, plan.inputs, plan.keys
     data, summary_args = plan.data, plan.summary_args
     results: dict[int, ScenarioResult] = {}
     if box is not None:
@@ -239,55 +260,67 @@ def _run(plan: _Plan, box: Store | None, executor, progress) -> xr.Dataset:
             if loaded is not None:
                 results[i] = loaded
     todo = [i for i in range(len(inputs)) if i not in results]
+    reweighting = plan.k_hat_max is not None and any(i != 0 for i in todo)
+    own_pool = None
+    if executor is None and reweighting:
+        # the exact refits run on one thread of their own (nutpie's sampling leaves
+        # this one free) while this one answers the other scenarios from the baseline
+        executor = own_pool = cf.ThreadPoolExecutor(1, thread_name_prefix="scleromx-refit")
+    futures: dict[cf.Future, int] = {}
+    tried: dict[int, tuple[float, float]] = {}  # reweighting refused: k-hat, ESS
 
     t0 = time.perf_counter()
     bar = ProgressBar(len(inputs), done=len(results), enabled=progress)
     try:
 
         def finish(i: int, result: ScenarioResult) -> None:
-            results[i] = result
-            if box is not None:
-                box.save(keys[i], scenarios[i].name, result)
-            bar.update(result.status != "ok")
-
-        tried: dict[int, tuple[float, float]] = {}
-        if plan.k_hat_max is not None and any(i != 0 for i in todo):
-            tried = _reweight_from_baseline(plan, todo, finish)
-            todo = [i for i in todo if i not in results]
-
-        def exact(i: int, result: ScenarioResult) -> None:
             if i in tried:  # reweighting was tried and refused: say how it did
                 k_hat, ess = tried[i]
                 result = replace(result, pareto_k=k_hat, importance_ess=ess)
-            finish(i, result)
+            results[i] = result
+            if box is not None:
+                box.save(keys[i], plan.scenarios[i].name, result)
+            bar.update(result.status != "ok")
 
-        if executor is None:
-            for i in todo:
-                bar.running(1)
-                exact(i, run_scenario(inputs[i], grid, data, summary_args))
+        def refit(i: int, tried_as: tuple[float, float] | None = None) -> None:
+            if tried_as is not None:
+                tried[i] = tried_as
+            bar.running(1)
+            if executor is None:
+                finish(i, run_scenario(inputs[i], grid, data, summary_args))
+            else:
+                futures[executor.submit(run_scenario, inputs[i], grid, data, summary_args)] = i
+
+        def collect(block: bool) -> None:
+            """Finish the refits that are done (with ``block``, all of them)."""
+            while futures:
+                timeout = None if block else 0
+                done, _ = cf.wait(futures, timeout=timeout, return_when=cf.FIRST_COMPLETED)
+                # in submission order: what finished before an interrupt or a
+                # failure collected with it is kept, whatever order the set has
+                for fut in sorted(done, key=futures.__getitem__):
+                    i = futures.pop(fut)
+                    try:
+                        result = fut.result()
+                    except Exception as exc:  # a worker died, not the model
+                        result = ScenarioResult.error(exc)
+                    finish(i, result)
+                if not block:
+                    return
+
+        if reweighting:
+            _reweight_from_baseline(plan, todo, finish, refit, collect)
         else:
-            futures = {
-                executor.submit(run_scenario, inputs[i], grid, data, summary_args): i for i in todo
-            }
-            bar.running(len(futures))
-            pending = set(futures)
-            try:
-                while pending:
-                    done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-                    # in submission order: what finished before an interrupt or a
-                    # failure collected with it is kept, whatever order the set has
-                    for fut in sorted(done, key=futures.__getitem__):
-                        i = futures[fut]
-                        try:
-                            result = fut.result()
-                        except Exception as exc:  # a worker died, not the model
-                            result = ScenarioResult.error(exc)
-                        exact(i, result)
-            except BaseException:
-                for fut in pending:
-                    fut.cancel()
-                raise
+            for i in todo:
+                refit(i)
+        collect(block=True)
+    except BaseException:
+        for fut in futures:
+            fut.cancel()
+        raise
     finally:
+        if own_pool is not None:
+            own_pool.shutdown(wait=False, cancel_futures=True)
         bar.close()
     wall = time.perf_counter() - t0
     return _assemble(plan, [results[i] for i in range(len(inputs))], wall)

@@ -4,6 +4,8 @@ an exact refit; the Dataset says which was which."""
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+import threading
 import warnings
 
 import numpy as np
@@ -15,6 +17,7 @@ from scipy import stats
 from scleromx_bayes.model import build_model
 from scleromx_bayes.sensitivity import Grid, GridError, load_grid, run_sensitivity
 from scleromx_bayes.sensitivity import reweight as reweight_module
+from scleromx_bayes.sensitivity import run as run_module
 from scleromx_bayes.sensitivity.plan import resolve
 from scleromx_bayes.sensitivity.reweight import LogDensity, _signature, resample, reweight
 from scleromx_bayes.summary import posterior_probabilities, summarise
@@ -69,6 +72,62 @@ def test_refused_and_untried_scenarios_are_the_exact_fits(both):
         np.testing.assert_array_equal(
             fast["p_cr_new_site"].sel(scenario=name), exact["p_cr_new_site"].sel(scenario=name)
         )
+
+
+class _Recording(cf.ThreadPoolExecutor):
+    """One worker; records the scenarios it is asked to refit, in order."""
+
+    def __init__(self, events: list):
+        super().__init__(max_workers=1)
+        self.events = events
+
+    def submit(self, fn, *args, **kwargs):
+        self.events.append(("refit", args[0].scenario.name))
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_exact_refits_run_on_the_executor_other_parameters_first(example, both, monkeypatch):
+    """The baseline is fitted in the caller's thread and the reweighting is done
+    there; the executor refits the rest: a scenario with other parameters from the
+    start (before the baseline's fit begins), one whose k-hat is too high once it has
+    been tried. Their results are the exact run's, to the bit."""
+    fast, exact = both
+    grid = Grid.one_at_a_time(
+        {"outcome": ["cr", "orr"], "model": ["base", "no_pooling"], "site_sd": [0.5, 0.25]},
+        name="reweight",
+        **RUN,
+    )
+    events: list[tuple[str, str]] = []
+    fit_scenario = run_module._fit
+
+    def recorded(inputs, *args):
+        if threading.current_thread() is threading.main_thread():
+            events.append(("fit here", inputs.scenario.name))
+        return fit_scenario(inputs, *args)
+
+    monkeypatch.setattr(run_module, "_fit", recorded)
+    with warnings.catch_warnings(), _Recording(events) as pool:
+        warnings.simplefilter("ignore", RuntimeWarning)
+        run = run_sensitivity(example, grid, reweight=True, executor=pool)
+    assert events == [
+        ("refit", "model=no_pooling"),
+        ("fit here", "baseline"),
+        ("refit", "outcome=orr"),
+    ]
+    assert run["reweighted"].to_series().to_dict() == {
+        "baseline": 0,
+        "outcome=orr": 0,
+        "model=no_pooling": 0,
+        "site_sd=0.25": 1,
+    }
+    for name in ["baseline", "outcome=orr", "model=no_pooling", "site_sd=0.25"]:
+        np.testing.assert_array_equal(
+            run["p_cr_new_site"].sel(scenario=name), fast["p_cr_new_site"].sel(scenario=name)
+        )
+    np.testing.assert_array_equal(
+        run["p_cr_new_site"].sel(scenario="model=no_pooling"),
+        exact["p_cr_new_site"].sel(scenario="model=no_pooling"),
+    )
 
 
 def _assert_agrees(fast, exact, name):

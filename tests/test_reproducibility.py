@@ -66,3 +66,42 @@ def test_exact_float_math_restores_the_users_setting():
     with exact_float_math():
         assert pytensor.config.numba__fastmath is False
     assert pytensor.config.numba__fastmath == before
+
+
+def test_exact_float_math_blocks_in_two_threads_take_turns():
+    """PyTensor's configuration is one per process. A grid's refit thread compiles
+    beside the caller's borrowing or log-density compile, so a block ending in one
+    thread must not turn fast-math back on inside another thread's block: the second
+    block waits until the first has ended."""
+    import threading
+
+    import pytensor
+
+    from scleromx_bayes.model import exact_float_math
+
+    before = pytensor.config.numba__fastmath
+    inside, release, second_done = threading.Event(), threading.Event(), threading.Event()
+    seen = []
+
+    def first():
+        with exact_float_math():
+            inside.set()
+            release.wait(10)
+            seen.append(pytensor.config.numba__fastmath)
+
+    def second():
+        with exact_float_math():
+            pass
+        second_done.set()
+
+    one = threading.Thread(target=first)
+    one.start()
+    assert inside.wait(10)
+    two = threading.Thread(target=second)
+    two.start()
+    assert not second_done.wait(0.3)  # its turn comes after the first block
+    release.set()
+    one.join(10)
+    two.join(10)
+    assert second_done.is_set() and seen == [False]
+    assert pytensor.config.numba__fastmath == before

@@ -25,6 +25,7 @@ slower than one vector of twenty.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -53,6 +54,9 @@ __all__ = [
 ]
 
 
+_EXACT_FLOAT_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def exact_float_math() -> Iterator[None]:
     """Compile with IEEE floating point (numba fast-math off), inside this block only.
@@ -65,8 +69,13 @@ def exact_float_math() -> Iterator[None]:
     ``logaddexp``). With fast-math off the compiled code is the same arithmetic
     either way, so the same data, spec and seed give the same draws in any process.
     The user's own PyTensor configuration is restored when the block ends.
+
+    PyTensor's configuration is one per process, so blocks in different threads take
+    turns (a re-entrant lock): a block ending in one thread would otherwise turn
+    fast-math back on in the middle of another thread's compile (a grid's refits run
+    on a thread of their own beside the baseline's borrowing or log-density compile).
     """
-    with pytensor.config.change_flags(numba__fastmath=False):
+    with _EXACT_FLOAT_LOCK, pytensor.config.change_flags(numba__fastmath=False):
         yield
 
 

@@ -3,6 +3,7 @@ cached per layout, so fixtures that share a layout compile once per session."""
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import contextlib
 import io
 import os
@@ -96,6 +97,30 @@ def invoke_cli(*args, columns: int = 120) -> subprocess.CompletedProcess:
         for console, width in widths:
             console._width = width
     return subprocess.CompletedProcess(words, code, stdout.getvalue(), stderr.getvalue())
+
+
+class ScenarioExecutor(cf.ThreadPoolExecutor):
+    """One worker, so scenarios finish in order; records the scenarios it is asked to
+    run (``submitted``). A user's Ctrl-C arrives while the ``interrupt_at``-th
+    scenario runs; scenario ``fail`` dies in its worker."""
+
+    def __init__(self, interrupt_at: int | None = None, fail: str | None = None):
+        super().__init__(max_workers=1)
+        self.submitted: list[str] = []
+        self.interrupt_at, self.fail = interrupt_at, fail
+
+    def submit(self, fn, *args, **kwargs):
+        name = args[0].scenario.name
+        self.submitted.append(name)
+        if len(self.submitted) == self.interrupt_at:
+            return super().submit(_raise, KeyboardInterrupt())
+        if name == self.fail:
+            return super().submit(_raise, FloatingPointError("worker crashed"))
+        return super().submit(fn, *args, **kwargs)
+
+
+def _raise(exc: BaseException):
+    raise exc
 
 
 def real_browser():

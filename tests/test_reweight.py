@@ -4,7 +4,6 @@ an exact refit; the Dataset says which was which."""
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import threading
 import warnings
 
@@ -14,6 +13,7 @@ import xarray as xr
 from pymc.model.transform.conditioning import remove_value_transforms
 from scipy import stats
 
+from conftest import ScenarioExecutor
 from scleromx_bayes.model import build_model
 from scleromx_bayes.sensitivity import Grid, GridError, load_grid, run_sensitivity
 from scleromx_bayes.sensitivity import reweight as reweight_module
@@ -74,18 +74,6 @@ def test_refused_and_untried_scenarios_are_the_exact_fits(both):
         )
 
 
-class _Recording(cf.ThreadPoolExecutor):
-    """One worker; records the scenarios it is asked to refit, in order."""
-
-    def __init__(self, events: list):
-        super().__init__(max_workers=1)
-        self.events = events
-
-    def submit(self, fn, *args, **kwargs):
-        self.events.append(("refit", args[0].scenario.name))
-        return super().submit(fn, *args, **kwargs)
-
-
 def test_exact_refits_run_on_the_executor_other_parameters_first(example, both, monkeypatch):
     """The baseline is fitted in the caller's thread and the reweighting is done
     there; the executor refits the rest: a scenario with other parameters from the
@@ -97,23 +85,21 @@ def test_exact_refits_run_on_the_executor_other_parameters_first(example, both, 
         name="reweight",
         **RUN,
     )
-    events: list[tuple[str, str]] = []
+    pool = ScenarioExecutor()
+    fitted_here = []  # each fit in this thread, with what had been submitted by then
     fit_scenario = run_module._fit
 
     def recorded(inputs, *args):
         if threading.current_thread() is threading.main_thread():
-            events.append(("fit here", inputs.scenario.name))
+            fitted_here.append((inputs.scenario.name, list(pool.submitted)))
         return fit_scenario(inputs, *args)
 
     monkeypatch.setattr(run_module, "_fit", recorded)
-    with warnings.catch_warnings(), _Recording(events) as pool:
+    with warnings.catch_warnings(), pool:
         warnings.simplefilter("ignore", RuntimeWarning)
         run = run_sensitivity(example, grid, reweight=True, executor=pool)
-    assert events == [
-        ("refit", "model=no_pooling"),
-        ("fit here", "baseline"),
-        ("refit", "outcome=orr"),
-    ]
+    assert fitted_here == [("baseline", ["model=no_pooling"])]
+    assert pool.submitted == ["model=no_pooling", "outcome=orr"]
     assert run["reweighted"].to_series().to_dict() == {
         "baseline": 0,
         "outcome=orr": 0,
@@ -262,12 +248,12 @@ def test_each_scenario_s_parameters_are_its_own_model_s_built_once_a_structure(e
     built = []
     for scenario in inputs:
         own = _signature(build_model(scenario.cells, scenario.spec))
-        assert density.signature(scenario) == own, scenario.spec.name
+        assert density.parameters.signature(scenario) == own, scenario.spec.name
         built.append(own)
     distinct = {repr(b) for b in built}
     assert len(distinct) >= 6  # the axes above do change the parameters
     assert len(density.parameters._signatures) < len(inputs)  # and most scenarios share them
-    reasons = {density.why_not(x) for x in inputs}
+    reasons = {density.parameters.why_not(x) for x in inputs}
     assert "" in reasons
     assert "other parameters than the baseline (model structure or support of a prior)" in reasons
 
@@ -281,7 +267,7 @@ def test_a_prior_family_change_is_weighted_by_the_two_families_densities(example
     density = LogDensity(base_fit)
     grid = load_grid("default")
     (vague,) = [resolve(example, grid, s) for s in grid.expand(example) if s.name.endswith("vague")]
-    assert density.why_not(vague) == ""
+    assert density.parameters.why_not(vague) == ""
     log_ratio = density.at_draws(vague) - density.at_draws()
     posterior = base_fit.posterior["posterior"]
     sd = posterior["regimen_sd"].transpose("chain", "draw").values
@@ -303,7 +289,7 @@ def test_a_prior_family_change_is_weighted_by_the_two_families_densities(example
         },
     )
     (bugs,) = [resolve(example, precision, s) for s in precision.expand(example)][1:]
-    assert density.why_not(bugs).startswith("other parameters than the baseline")
+    assert density.parameters.why_not(bugs).startswith("other parameters than the baseline")
 
 
 def test_log_density_at_draws_is_each_scenario_s_own_model_s(example, base_fit, monkeypatch):

@@ -3,7 +3,6 @@ resume, failure isolation, the Dask executor, the conclusions views, the CLI."""
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import warnings
 
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 import xarray as xr
 
 import scleromx_bayes as sxb
+from conftest import ScenarioExecutor
 from scleromx_bayes.fit import clear_compiled_cache
 from scleromx_bayes.sensitivity import (
     Grid,
@@ -217,39 +217,15 @@ def test_leave_one_site_out_equals_fit_without_that_site(example):
     assert int(masked["n_evaluable"].sel(site="Centre D").sum()) == 0
 
 
-class _Executor(cf.ThreadPoolExecutor):
-    """One worker, so scenarios finish in order. A user's Ctrl-C arrives while the
-    ``interrupt_at``-th scenario runs; scenario ``fail`` dies in its worker.
-    Records what it was asked to run."""
-
-    def __init__(self, interrupt_at: int | None = None, fail: str | None = None):
-        super().__init__(max_workers=1)
-        self.submitted: list[str] = []
-        self.interrupt_at, self.fail = interrupt_at, fail
-
-    def submit(self, fn, *args, **kwargs):
-        name = args[0].scenario.name
-        self.submitted.append(name)
-        if len(self.submitted) == self.interrupt_at:
-            return super().submit(_raise, KeyboardInterrupt())
-        if name == self.fail:
-            return super().submit(_raise, FloatingPointError("worker crashed"))
-        return super().submit(fn, *args, **kwargs)
-
-
-def _raise(exc: BaseException):
-    raise exc
-
-
 def test_resume_after_an_interrupted_run(example, small_grid, tmp_path):
     store = tmp_path / "store"
-    with _Executor(interrupt_at=3) as pool, pytest.raises(KeyboardInterrupt):
+    with ScenarioExecutor(interrupt_at=3) as pool, pytest.raises(KeyboardInterrupt):
         run_sensitivity(example, small_grid, store=store, executor=pool)
     # what finished before the interrupt is kept: one worker runs the scenarios in
     # order, so both before the third are done, even when collected with the interrupt
     kept = len(list((store / "scenarios").glob("*.nc")))
     assert kept == 2
-    with _Executor() as again:
+    with ScenarioExecutor() as again:
         resumed = run_sensitivity(example, small_grid, store=store, executor=again)
     assert resumed.attrs["n_reused"] == kept and len(again.submitted) == 6 - kept
     fresh = run_sensitivity(example, small_grid)
@@ -260,7 +236,7 @@ def test_resume_after_an_interrupted_run(example, small_grid, tmp_path):
 
 def test_a_failing_scenario_is_recorded_and_the_others_go_on(example, small_grid, tmp_path):
     store = tmp_path / "store"
-    with _Executor(fail="site_sd=1.0") as pool:
+    with ScenarioExecutor(fail="site_sd=1.0") as pool:
         sens = run_sensitivity(example, small_grid, store=store, executor=pool)
     status = sens["status"].to_series()
     assert status["site_sd=1.0"] == "error"

@@ -178,7 +178,8 @@ class LogDensity:
 
     One compiled function per model graph (a fraction of a second each, from
     PyTensor's cache), compiled on first use: the baseline's, and one more for each
-    other prior family a grid asks for; each scenario sets its data.
+    other prior family a grid asks for; each scenario sets its data. Which scenarios
+    it may be asked about: ``parameters.why_not`` (:class:`ScenarioParameters`).
     """
 
     def __init__(self, base: Fit, parameters: ScenarioParameters | None = None):
@@ -193,21 +194,12 @@ class LogDensity:
             for values in [x.transpose("chain", "draw", ...).values]
         }
         self._compiled: dict[tuple, _CompiledLogDensity] = {}
-        self.state_given_data = self.parameters.state_given_data
 
     def _log_density(self, inputs: ScenarioInputs | None) -> _CompiledLogDensity:
         key, model = self.parameters.model(inputs)
         if key not in self._compiled:
             self._compiled[key] = _CompiledLogDensity(model)
         return self._compiled[key]
-
-    def signature(self, inputs: ScenarioInputs | None) -> list:
-        """The free parameters of ``inputs``' own model (name, support, shape)."""
-        return self.parameters.signature(inputs)
-
-    def why_not(self, inputs: ScenarioInputs) -> str:
-        """Why the baseline's draws cannot answer ``inputs`` ("" when they can)."""
-        return self.parameters.why_not(inputs)
 
     def at_draws(self, inputs: ScenarioInputs | None = None) -> np.ndarray:
         """Log density of the baseline's draws under ``inputs`` (None: the baseline),
@@ -274,7 +266,7 @@ def reweight(
     """Importance-reweight the baseline's draws to ``inputs``' posterior (PSIS).
 
     ``base_log_density`` is ``density.at_draws()``. Call only when
-    ``density.why_not(inputs)`` is empty.
+    ``density.parameters.why_not(inputs)`` is empty.
     """
     log_ratio = xr.DataArray(density.at_draws(inputs) - base_log_density, dims=("chain", "draw"))
     if not np.isfinite(log_ratio).all():

@@ -204,10 +204,10 @@ def _reweight_from_baseline(plan: _Plan, todo: list[int], finish, refit, collect
     base_inputs = plan.inputs[0]
     parameters = ScenarioParameters(base_inputs.cells, base_inputs.spec)
     answerable = []
-    for i in todo:
-        if i != 0 and parameters.why_not(plan.inputs[i]):
+    for i in (i for i in todo if i != 0):
+        if parameters.why_not(plan.inputs[i]):
             refit(i)
-        elif i != 0:
+        else:
             answerable.append(i)
     t0 = time.perf_counter()
     try:

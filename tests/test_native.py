@@ -50,7 +50,9 @@ def test_same_draws_as_nutpie_s_own_compile(private_cache):
         ours = native.compile_for_nutpie(_model(0.5))
         theirs = nutpie.compile_pymc_model(_model(0.5))
     assert np.array_equal(_draws(ours), _draws(theirs))
-    assert sorted(p.name.split("-")[0] for p in private_cache.iterdir()) == ["expand", "logp"]
+    # the two callbacks' code, and the record of which code the model's graphs are
+    kinds = sorted(p.name.split("-")[0] for p in private_cache.iterdir())
+    assert kinds == ["expand", "graphs", "logp"]
 
 
 def test_loaded_code_gives_the_draws_of_compiled_code(private_cache, monkeypatch):
@@ -62,6 +64,10 @@ def test_loaded_code_gives_the_draws_of_compiled_code(private_cache, monkeypatch
     after = native.native_cache_stats()
     assert after["loaded"] - before["loaded"] == 2
     assert after["compiled"] == before["compiled"]
+    # the second model's graphs were recognised before rewriting: PyTensor compiled
+    # nothing for it, and the code was loaded by the record's keys
+    assert after["graphs_reused"] - before["graphs_reused"] == 1
+    assert loaded.logp_func is None and compiled_now.logp_func is not None
     assert np.array_equal(_draws(compiled_now), _draws(loaded))
     # the loaded model takes new data like the compiled one
     a = _draws(compiled_now.with_data(y=np.array([3.0, 4.0, 5.0])))
@@ -77,8 +83,9 @@ def test_another_constant_is_another_entry(private_cache):
         a = native.compile_for_nutpie(_model(0.0))
         b = native.compile_for_nutpie(_model(50.0))
     kinds = sorted(p.name.split("-")[0] for p in private_cache.iterdir())
-    # two log densities; one expansion (draw -> stored m, s), which has no prior mean
-    assert kinds == ["expand", "logp", "logp"]
+    # two log densities; one expansion (draw -> stored m, s), which has no prior mean;
+    # two records of graphs: the constant is part of the graphs' digest too
+    assert kinds == ["expand", "graphs", "graphs", "logp", "logp"]
     assert a.compiled_logp_func is not b.compiled_logp_func
     assert a.compiled_expand_func is b.compiled_expand_func
     x = np.array([0.3, 0.1])
@@ -108,7 +115,60 @@ def test_another_data_layout_is_another_entry(private_cache):
             m = pm.Normal("m", 0.0, 2.0)
             pm.Normal("obs", m, 1.0, observed=y)
         native.compile_for_nutpie(other)
-    assert len(list(private_cache.iterdir())) == 4
+    assert len(list(private_cache.glob("*.nbc"))) == 4
+    # the two sizes are one graph (sizes are data); the datum of another rank is not
+    assert len(list(private_cache.glob("graphs-*.json"))) == 2
+
+
+def test_the_graphs_digest_describes_the_computation_not_the_process():
+    """The digest native.py looks a model's compiled code up by, before rewriting:
+    the same for the same computation built twice, different for another constant,
+    operation, input order or shared variable, the same for other shared values
+    (data); a part without a stable description is refused, not guessed."""
+    import pytensor.tensor as pt
+
+    from scleromx_bayes.graph_fingerprint import Unkeyable, fingerprint
+
+    x, y = pt.vector("x"), pt.vector("y")
+    data = pytensor.shared(np.ones(3), name="data")
+
+    def digest(build, inputs=(x, y)):
+        return fingerprint([build()], list(inputs))
+
+    base = digest(lambda: pt.exp(x) * 2.0 + y * data)
+    assert base == digest(lambda: pt.exp(x) * 2.0 + y * data)
+    x2 = pt.vector("another name")  # inputs count by position, not by name
+    assert base == fingerprint([pt.exp(x2) * 2.0 + y * data], [x2, y])
+    assert base != digest(lambda: pt.exp(x) * 2.5 + y * data)  # another constant
+    assert base != digest(lambda: pt.log(x) * 2.0 + y * data)  # another operation
+    assert base != digest(lambda: pt.exp(x) * 2.0 + y * data, inputs=(y, x))  # order
+    other = pytensor.shared(np.ones(3), name="other")
+    assert base != digest(lambda: pt.exp(x) * 2.0 + y * other)  # another datum
+    data.set_value(np.arange(3.0))
+    assert base == digest(lambda: pt.exp(x) * 2.0 + y * data)  # values are data
+    matrix = pytensor.shared(np.ones((3, 3)), name="data")
+    assert base != digest(lambda: pt.exp(x) * 2.0 + (y * matrix).sum(0))  # another rank
+    # EXNEX's logaddexp is an operation defined by an inner graph
+    assert digest(lambda: pt.special.logaddexp(x, y)) != digest(lambda: pt.logaddexp(x, 2 * y))
+    with pytest.raises(Unkeyable, match="not declared"):
+        fingerprint([x + y], [x])
+    with pytest.raises(Unkeyable, match="unnamed"):
+        fingerprint([x * pytensor.shared(np.ones(3))], [x])
+    with pytest.raises(Unkeyable, match="not unique"):
+        fingerprint([x * data + (y * pytensor.shared(np.ones(3), name="data"))], [x, y])
+
+
+def test_a_model_the_digest_cannot_describe_is_compiled_and_not_recorded(private_cache):
+    with pm.Model() as model:
+        m = pm.Normal("m", 0.0, 1.0)
+        pm.Potential("unnamed datum", -((m - pytensor.shared(np.array(1.0))) ** 2))
+    with exact_float_math():
+        compiled = native.compile_for_nutpie(model)
+    kinds = sorted(p.name.split("-")[0] for p in private_cache.iterdir())
+    assert kinds == ["expand", "logp"]  # the callbacks' code, and no record of graphs
+    draws = nutpie.sample(compiled, draws=200, tune=200, chains=2, seed=1, progress_bar=False)
+    # prior N(0, 1) times exp(-(m - 1)^2): posterior N(2/3, 1/3); 0.15 is 4 MC SEs
+    assert abs(float(draws["posterior"]["m"].mean()) - 2 / 3) < 0.15
 
 
 def _vector_model(n: int) -> pm.Model:
@@ -152,7 +212,10 @@ def test_models_of_every_size_share_one_compiled_code(private_cache, monkeypatch
         for entry in private_cache.iterdir():
             entry.unlink()
         own = native.compile_for_nutpie(_vector_model(7))  # compiled at this size
-    assert after == before  # neither compiled nor loaded: this process holds the code
+    # neither compiled nor loaded: this process holds the code; and the larger model's
+    # graphs were recognised before rewriting (PyTensor compiled nothing for it)
+    assert after == {**before, "graphs_reused": before["graphs_reused"] + 1}
+    assert large.logp_func is None and small.logp_func is not None
     assert large.compiled_logp_func is small.compiled_logp_func
     assert large.compiled_expand_func is small.compiled_expand_func
     assert (small.n_dim, large.n_dim) == (5, 9)
@@ -191,14 +254,34 @@ def test_models_of_every_size_share_one_compiled_code(private_cache, monkeypatch
 def test_a_damaged_entry_is_compiled_again_and_replaced(private_cache, monkeypatch):
     with exact_float_math():
         good = native.compile_for_nutpie(_model(0.5))
-        logp, expand = sorted(private_cache.iterdir())[::-1]  # "logp-..." > "expand-..."
+        logp, expand = sorted(private_cache.glob("*.nbc"))[::-1]  # "logp-..." > "expand-..."
         logp.write_bytes(b"not a pickle")
         expand.write_bytes(pickle.dumps(("a pickle", "of something else")))
         monkeypatch.setattr(native, "_loaded", {})
         before = native.native_cache_stats()["compiled"]
         again = native.compile_for_nutpie(_model(0.5))
+    # the graphs' record led to the damaged entries: the callbacks were compiled again
     assert native.native_cache_stats()["compiled"] - before == 2
-    assert all(entry.stat().st_size > 1000 for entry in private_cache.iterdir())
+    assert all(entry.stat().st_size > 1000 for entry in private_cache.glob("*.nbc"))
+    assert np.array_equal(_draws(good), _draws(again))
+
+
+def test_a_damaged_record_of_graphs_is_written_again(private_cache, monkeypatch):
+    """A record that does not parse takes the compiling path (PyTensor rewrites and
+    compiles the graphs, the callbacks load from their entries) and is replaced."""
+    with exact_float_math():
+        good = native.compile_for_nutpie(_model(0.5))
+        (record,) = private_cache.glob("graphs-*.json")
+        text = record.read_text()
+        record.write_text("{not json")
+        monkeypatch.setattr(native, "_loaded", {})
+        before = native.native_cache_stats()
+        again = native.compile_for_nutpie(_model(0.5))
+    after = native.native_cache_stats()
+    assert after["graphs_reused"] == before["graphs_reused"]
+    assert (after["loaded"] - before["loaded"], after["compiled"] - before["compiled"]) == (2, 0)
+    assert again.logp_func is not None  # compiled by PyTensor in this process
+    assert json.loads(record.read_text()) == json.loads(text)
     assert np.array_equal(_draws(good), _draws(again))
 
 
@@ -282,8 +365,10 @@ def test_a_process_waits_for_another_compiling_the_same_code(tmp_path, monkeypat
             handle.close()  # lets go of the lock
     out, err = second.communicate(timeout=600)
     assert second.returncode == 0, err
-    assert json.loads(out.splitlines()[-1]) == {"compiled": 0, "loaded": 2, "uncached": 0}
-    assert sorted(p.name for p in cache.iterdir()) == [e.name for e in entries]
+    stats = json.loads(out.splitlines()[-1])
+    assert stats == {"compiled": 0, "loaded": 2, "uncached": 0, "graphs_reused": 0}
+    assert sorted(p.name for p in cache.glob("*.nbc")) == [e.name for e in entries]
+    assert len(list(cache.glob("graphs-*.json"))) == 1  # recorded for the next process
 
 
 def test_the_cache_lives_in_pytensor_s_compile_directory():

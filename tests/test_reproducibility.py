@@ -21,14 +21,15 @@ SCRIPT = textwrap.dedent(
         digest.update(np.ascontiguousarray(post[name].values).tobytes())
     from scleromx_bayes.native import native_cache_stats
     stats = native_cache_stats()
-    print(stats["compiled"], stats["loaded"], stats["uncached"])
+    print(stats["compiled"], stats["loaded"], stats["uncached"], stats["graphs_reused"])
     print(digest.hexdigest())
     """
 )
 
 
 def _draws_digest(cache: str, extra_flags: str = "") -> tuple[str, list[int]]:
-    """The draws' digest, and nutpie callbacks compiled / loaded from disk / uncached."""
+    """The draws' digest, and nutpie callbacks compiled / loaded from disk / uncached,
+    and models whose graphs were recognised before rewriting."""
     env = dict(os.environ)
     # base_compiledir holds PyTensor's numba cache too; compiledir alone does not move it
     flags = f"base_compiledir={cache},compiledir={cache}/compiledir"
@@ -52,9 +53,10 @@ def test_draws_identical_with_an_empty_and_a_warm_compile_cache(tmp_path):
     assert len(cold) == 64
     assert cold == warm
     # the cold process compiled nutpie's two callbacks and stored them; the warm one
-    # loaded that code from disk instead (see native.py): loaded code, same draws
-    assert cold_counts == [2, 0, 0]
-    assert warm_counts == [0, 2, 0]
+    # recognised the model's graphs before rewriting them and loaded that code from
+    # disk instead (see native.py): loaded code, same draws
+    assert cold_counts == [2, 0, 0, 0]
+    assert warm_counts == [0, 2, 0, 1]
 
 
 def test_exact_float_math_restores_the_users_setting():

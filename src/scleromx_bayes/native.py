@@ -14,6 +14,16 @@ keyed by everything that determines it: PyTensor's own cache key of the graph
 data layout, the versions of numba, llvmlite, PyTensor and nutpie, and the CPU.
 A process that finds the key loads the object code (milliseconds) instead of
 compiling it. A graph PyTensor cannot key is compiled as nutpie would, uncached.
+
+PyTensor's key is computed from the rewritten graphs, and rewriting them costs
+about a second per structure per process, more than loading their code. So each
+compile also records (``graphs-<digest>.json``), under a digest of the graphs as
+PyMC builds them (:mod:`scleromx_bayes.graph_fingerprint`) and of the versions,
+PyTensor flags and this module's own code, the two keys they compiled to and which
+shared data each callback reads, by name. A later process with the same graphs
+reads the record and loads both callbacks without rewriting or compiling anything
+(``graphs_reused`` in :func:`native_cache_stats`); a graph the digest cannot
+describe, or a missing or damaged record or entry, takes the compiling path.
 An empty compile directory (``PYTENSOR_FLAGS=base_compiledir=<empty dir>``)
 empties this cache too.
 
@@ -47,11 +57,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import pickle
 import tempfile
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
@@ -67,14 +79,19 @@ import pytensor.tensor as pt
 from numba.core import compiler, registry
 from numba.core.ccallback import CFunc
 from nutpie import compile_pymc as _np
+from pytensor.graph.basic import Variable
 from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS
+
+from .graph_fingerprint import Unkeyable, fingerprint, shared_variables
 
 __all__ = ["cache_directory", "compile_for_nutpie", "forget_loaded", "native_cache_stats"]
 
 _FORMAT = 3  # bump when what is stored changes
 _loaded: dict[str, CFunc] = {}  # a key's code is loaded at most once per process
 _lock = threading.Lock()
-_stats = {"compiled": 0, "loaded": 0, "uncached": 0}
+_stats = {"compiled": 0, "loaded": 0, "uncached": 0, "graphs_reused": 0}
+# this module's own code is part of what a stored graph entry means
+_SOURCE = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
 
 
 def cache_directory() -> Path:
@@ -96,18 +113,19 @@ def cache_directory() -> Path:
 
 def native_cache_stats() -> dict[str, int]:
     """Callbacks this process compiled (and stored), loaded from disk, or compiled
-    uncached (a graph PyTensor could not key).
+    uncached (a graph PyTensor could not key), and models whose graphs were
+    recognised before rewriting (their callbacks loaded without PyTensor compiling).
 
     Returns
     -------
     dict of str to int
-        Counts under ``compiled``, ``loaded`` and ``uncached``.
+        Counts under ``compiled``, ``loaded``, ``uncached`` and ``graphs_reused``.
 
     Examples
     --------
     >>> from scleromx_bayes.native import native_cache_stats
     >>> sorted(native_cache_stats())
-    ['compiled', 'loaded', 'uncached']
+    ['compiled', 'graphs_reused', 'loaded', 'uncached']
     """
     return dict(_stats)
 
@@ -230,24 +248,32 @@ def _value_shape(model, rv, concrete: tuple[int, ...]):
     return tuple(pt.cast(n, "int64") for n in lengths)
 
 
-def _make_functions(model, pymc_initial_point_fn, var_names):
-    """nutpie's ``_make_functions`` (numba mode, gradient, one expanded vector), with
-    the position vector of any length and the parameters' slices of it computed from
-    the dimension lengths: the graph, and so its compiled code, does not depend on
-    the numbers of regimens, sites or cells (nutpie bakes them in as constants)."""
-    from pymc.pytensorf import compile as compile_pymc
-    from pytensor.graph import clone_replace, rewrite_graph
+@dataclass
+class _Graphs:
+    """A model's graphs for nutpie as PyMC builds them, before any rewriting, and
+    the layout of nutpie's position and expanded vectors (cheap to make: nothing
+    is rewritten or compiled)."""
 
+    joined: Variable  # the position vector, of any length
+    value_vars: list  # the free parameters' values, replaced by slices of `joined`
+    logp: Variable  # the joint log density of the values, not yet rewritten
+    replacements: dict  # value -> its slice of `joined`, reshaped
+    expanded: Variable  # the stored variables, one flat vector
+    names: list[str]  # the free parameters' value names, in `joined`'s order
+    concrete_shapes: list[tuple[int, ...]]
+    n_dim: int
+    n_expanded: int
+    shape_info: tuple[list, list, list]  # names, slices and shapes of `expanded`
+    renamed: list[str]  # transformed values (named after their transform)
+
+
+def _graphs(model, var_names) -> _Graphs:
+    """nutpie's ``_make_functions`` up to its compiles, with the position vector of
+    any length and the parameters' slices of it computed from the dimension
+    lengths: the graph, and so its compiled code, does not depend on the numbers of
+    regimens, sites or cells (nutpie bakes them in as constants)."""
     shapes = _np._compute_shapes(model)
     value_vars = [model.rvs_to_values[rv] for rv in model.free_RVs]
-    logp = model.logp()
-    rewrites = ["canonicalize", "stabilize"]
-    if not model.check_bounds:
-        rewrites.append("local_remove_check_parameter")
-    logp = rewrite_graph(logp, include=rewrites)
-    grads = pt.grad(logp, value_vars)
-    grad = pt.concatenate([pt.as_tensor(g, allow_xtensor_conversion=True).ravel() for g in grads])
-
     joined = pt.TensorType("float64", shape=(None,))(name="_unconstrained_point")
     names, slices, concrete_shapes, replacements, pieces = [], [], [], {}, []
     count, start = 0, pt.constant(0, dtype="int64")
@@ -267,18 +293,11 @@ def _make_functions(model, pymc_initial_point_fn, var_names):
         slices.append(slice(count, count + size))
         count += size
     n_dim = count
-    initial_point_fn = _np._rv_dict_to_flat_array_wrapper(
-        pymc_initial_point_fn, names=names, shapes=concrete_shapes
-    )
-    logp, grad = clone_replace([logp, grad], replacements)
-    with model:
-        logp_fn = compile_pymc((joined,), (logp, grad), mode="NUMBA")
     renamed = [
         model.rvs_to_values[rv].name
         for rv in model.free_RVs
         if model.rvs_to_transforms.get(rv) is not None
     ]
-
     remaining = [v for v in model.unobserved_value_vars if v.name not in names]
     if var_names is not None:
         wanted = set(var_names)
@@ -297,18 +316,61 @@ def _make_functions(model, pymc_initial_point_fn, var_names):
             *[pt.as_tensor(v, allow_xtensor_conversion=True).ravel() for v in remaining],
         ]
     )
+    return _Graphs(
+        joined=joined,
+        value_vars=value_vars,
+        logp=model.logp(),
+        replacements=replacements,
+        expanded=expanded,
+        names=names,
+        concrete_shapes=concrete_shapes,
+        n_dim=n_dim,
+        n_expanded=count,
+        shape_info=(all_names, all_slices, all_shapes),
+        renamed=renamed,
+    )
+
+
+def _compile_graphs(model, graphs: _Graphs):
+    """The log density with its gradient, and the expansion, rewritten and compiled
+    by PyTensor for numba (about a second per structure, most of it rewriting)."""
+    from pymc.pytensorf import compile as compile_pymc
+    from pytensor.graph import clone_replace, rewrite_graph
+
+    rewrites = ["canonicalize", "stabilize"]
+    if not model.check_bounds:
+        rewrites.append("local_remove_check_parameter")
+    logp = rewrite_graph(graphs.logp, include=rewrites)
+    grads = pt.grad(logp, graphs.value_vars)
+    grad = pt.concatenate([pt.as_tensor(g, allow_xtensor_conversion=True).ravel() for g in grads])
+    logp, grad = clone_replace([logp, grad], graphs.replacements)
     with model:
+        logp_fn = compile_pymc((graphs.joined,), (logp, grad), mode="NUMBA")
         expand_fn = compile_pymc(
-            (joined,), [expanded], givens=list(replacements.items()), mode="NUMBA"
+            (graphs.joined,),
+            [graphs.expanded],
+            givens=list(graphs.replacements.items()),
+            mode="NUMBA",
         )
+    return logp_fn, expand_fn
+
+
+def _make_functions(model, pymc_initial_point_fn, var_names):
+    """nutpie's ``_make_functions`` (numba mode, gradient, one expanded vector), with
+    sizes as data (see :func:`_graphs`)."""
+    graphs = _graphs(model, var_names)
+    logp_fn, expand_fn = _compile_graphs(model, graphs)
+    initial_point_fn = _np._rv_dict_to_flat_array_wrapper(
+        pymc_initial_point_fn, names=graphs.names, shapes=graphs.concrete_shapes
+    )
     return (
-        n_dim,
-        count,
+        graphs.n_dim,
+        graphs.n_expanded,
         logp_fn,
         expand_fn,
         initial_point_fn,
-        (all_names, all_slices, all_shapes),
-        renamed,
+        graphs.shape_info,
+        graphs.renamed,
     )
 
 
@@ -379,17 +441,25 @@ def _extraction_fn(inner, shared_data: dict, keys: list[str], record_dtype: np.d
     return numba.njit(inline="always")(env["extract"])
 
 
+_LOGP_SIGNATURE = numba.types.int64(
+    numba.types.uint64,
+    numba.types.CPointer(numba.types.double),
+    numba.types.CPointer(numba.types.double),
+    numba.types.CPointer(numba.types.double),
+    numba.types.voidptr,
+)
+_EXPAND_SIGNATURE = numba.types.int64(
+    numba.types.uint64,
+    numba.types.uint64,
+    numba.types.CPointer(numba.types.double),
+    numba.types.CPointer(numba.types.double),
+    numba.types.voidptr,
+)
+
+
 def _logp_callback(extract):
     """nutpie's log-density callback without its size baked in: nutpie passes the
     position's length, and a gradient of another length is an error (code 1)."""
-    c_sig = numba.types.int64(
-        numba.types.uint64,
-        numba.types.CPointer(numba.types.double),
-        numba.types.CPointer(numba.types.double),
-        numba.types.CPointer(numba.types.double),
-        numba.types.voidptr,
-    )
-
     def logp_numba(dim, x_, out_, logp_, user_data_):
         try:
             x = numba.carray(x_, (dim,))
@@ -413,19 +483,11 @@ def _logp_callback(extract):
             return 1
         return 0
 
-    return logp_numba, c_sig
+    return logp_numba, _LOGP_SIGNATURE
 
 
 def _expand_callback(extract):
     """nutpie's expansion callback without its sizes baked in (as above)."""
-    c_sig = numba.types.int64(
-        numba.types.uint64,
-        numba.types.uint64,
-        numba.types.CPointer(numba.types.double),
-        numba.types.CPointer(numba.types.double),
-        numba.types.voidptr,
-    )
-
     def expand_numba(dim, expanded, x_, out_, user_data_):
         try:
             x = numba.carray(x_, (dim,))
@@ -439,7 +501,225 @@ def _expand_callback(extract):
             return -2
         return 0
 
-    return expand_numba, c_sig
+    return expand_numba, _EXPAND_SIGNATURE
+
+
+@dataclass
+class _SharedData:
+    """The shared data (pm.Data) as nutpie lays it out for the callbacks."""
+
+    shared_data: dict  # nutpie's key -> the datum's value
+    shared_var_keys: dict  # shared variable -> nutpie's key
+    user_data: np.ndarray  # the record the callbacks read
+    logp_layout: tuple  # what each callback's code depends on: ranks and types
+    expand_layout: tuple
+
+
+def _shared_data(logp_shared: list, expand_shared: list) -> _SharedData:
+    """nutpie's layout of the data the two callbacks read, each in its order."""
+    shared_data, shared_var_keys = {}, {}
+    for val in [*logp_shared, *expand_shared]:
+        if val in shared_var_keys:
+            continue
+        key = _np.uuid4().hex
+        shared_data[key] = np.array(val.get_value(), order="C", copy=True)
+        shared_var_keys[val] = key
+    for val in shared_data.values():
+        val.flags.writeable = False
+
+    def layout(variables):
+        # what the compiled code depends on: each datum's rank and type, in order
+        return tuple(
+            (shared_data[shared_var_keys[var]].ndim, shared_data[shared_var_keys[var]].dtype.str)
+            for var in variables
+        )
+
+    everything = layout(shared_var_keys)
+    return _SharedData(
+        shared_data=shared_data,
+        shared_var_keys=shared_var_keys,
+        user_data=_np.make_user_data(shared_var_keys, shared_data),
+        logp_layout=(layout(logp_shared), everything),
+        expand_layout=(layout(expand_shared), everything),
+    )
+
+
+@dataclass
+class _Callbacks:
+    """nutpie's two compiled callbacks and the shared data they read."""
+
+    logp: CFunc
+    expand: CFunc
+    logp_shared: list  # the shared variables the log density reads, in its order
+    expand_shared: list
+    logp_graph: str | None  # PyTensor's cache keys of the two compiled graphs
+    expand_graph: str | None
+    data: _SharedData
+    logp_fn: object = None  # PyTensor's functions, when compiled in this process
+    expand_fn: object = None
+
+
+def _compile_callbacks(model, graphs: _Graphs) -> _Callbacks:
+    """Rewrite and compile the graphs, and make the callbacks from them (their
+    machine code compiled, or loaded from disk under PyTensor's key of the graphs)."""
+    logp_fn, expand_fn = _compile_graphs(model, graphs)
+    logp_shared, expand_shared = list(logp_fn.get_shared()), list(expand_fn.get_shared())
+    logp_graph, expand_graph = _graph_key(logp_fn), _graph_key(expand_fn)
+    data = _shared_data(logp_shared, expand_shared)
+    callbacks = []
+    for kind, fn, shared, graph, layout, callback in (
+        ("logp", logp_fn, logp_shared, logp_graph, data.logp_layout, _logp_callback),
+        ("expand", expand_fn, expand_shared, expand_graph, data.expand_layout, _expand_callback),
+    ):
+        keys = [data.shared_var_keys[v] for v in shared]
+        extract = _extraction_fn(fn.vm.jit_fn, data.shared_data, keys, data.user_data.dtype)
+        raw, signature = callback(extract)
+        callbacks.append(_cfunc(raw, signature, _key(kind, graph, *layout)))
+    return _Callbacks(
+        *callbacks,
+        logp_shared=logp_shared,
+        expand_shared=expand_shared,
+        logp_graph=logp_graph,
+        expand_graph=expand_graph,
+        data=data,
+        logp_fn=logp_fn,
+        expand_fn=expand_fn,
+    )
+
+
+def _graphs_entry(model, graphs: _Graphs) -> Path | None:
+    """Where the compiled code of graphs like these is recorded, by a digest of the
+    graphs before rewriting (:mod:`scleromx_bayes.graph_fingerprint`) and of what
+    else rewriting and compiling depend on; None when the graphs cannot be keyed."""
+    try:
+        digest = fingerprint(
+            [graphs.logp, graphs.expanded, *graphs.replacements.values()],
+            [graphs.joined, *graphs.value_vars],
+        )
+    except Unkeyable:
+        return None
+    config = pytensor.config
+    flags = [
+        getattr(config, name, None)
+        for name in (
+            "numba__fastmath",
+            "numba__cache",
+            "floatX",
+            "cast_policy",
+            "optimizer_excluding",
+            "optimizer_including",
+            "optimizer_requiring",
+        )
+    ]
+    target = registry.cpu_target.target_context.codegen().magic_tuple()
+    versions = [version(p) for p in ("numba", "llvmlite", "pytensor", "pymc", "nutpie")]
+    text = repr(
+        (
+            _FORMAT,
+            digest,
+            graphs.shape_info[0],
+            graphs.renamed,
+            model.check_bounds,
+            flags,
+            target,
+            versions,
+            _SOURCE,
+        )
+    )
+    return cache_directory() / f"graphs-{hashlib.sha256(text.encode()).hexdigest()}.json"
+
+
+def _remember(entry: Path, callbacks: _Callbacks) -> None:
+    """Record which compiled code the graphs are, and which shared data each
+    callback reads, by name (written atomically; a graph PyTensor did not key, or
+    shared data without unique names, is not recorded)."""
+    logp = [v.name for v in callbacks.logp_shared]
+    expand = [v.name for v in callbacks.expand_shared]
+    names = list({*logp, *expand})
+    if None in (callbacks.logp_graph, callbacks.expand_graph) or not all(names):
+        return
+    if len(names) != len(set(callbacks.logp_shared) | set(callbacks.expand_shared)):
+        return
+    record = {
+        "logp_graph": callbacks.logp_graph,
+        "expand_graph": callbacks.expand_graph,
+        "logp_shared": logp,
+        "expand_shared": expand,
+    }
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(record, f)
+        os.replace(tmp, entry)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _reuse(entry: Path, graphs: _Graphs) -> _Callbacks | None:
+    """The callbacks of graphs recorded at ``entry``, loaded from disk without
+    rewriting or compiling anything; None when the record or either callback's code
+    is missing or damaged (the caller then compiles)."""
+    try:
+        record = json.loads(entry.read_text())
+        by_name = shared_variables([graphs.logp, graphs.expanded, *graphs.replacements.values()])
+        logp_shared = [by_name[n] for n in record["logp_shared"]]
+        expand_shared = [by_name[n] for n in record["expand_shared"]]
+        logp_graph, expand_graph = str(record["logp_graph"]), str(record["expand_graph"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    data = _shared_data(logp_shared, expand_shared)
+    logp = _load_cfunc(_LOGP_SIGNATURE, _key("logp", logp_graph, *data.logp_layout))
+    expand = _load_cfunc(_EXPAND_SIGNATURE, _key("expand", expand_graph, *data.expand_layout))
+    if logp is None or expand is None:
+        return None
+    return _Callbacks(
+        logp,
+        expand,
+        logp_shared=logp_shared,
+        expand_shared=expand_shared,
+        logp_graph=logp_graph,
+        expand_graph=expand_graph,
+        data=data,
+    )
+
+
+class _NotStored(Exception):
+    pass
+
+
+class _StoredOnly(_KeyedCache):
+    """A cache that loads or fails: the callback it serves has no Python code."""
+
+    def load_overload(self, sig, target_context):
+        compiled = super().load_overload(sig, target_context)
+        if compiled is None:
+            raise _NotStored
+        return compiled
+
+    def save_overload(self, sig, cres):  # pragma: no cover - nothing is compiled
+        raise _NotStored
+
+
+def _never_compiled(*args):  # pragma: no cover - a loaded callback's stand-in source
+    raise AssertionError("a callback loaded from disk has no Python code")
+
+
+def _load_cfunc(signature, key: str) -> CFunc | None:
+    """The callback stored under ``key``, loaded (None if it is not on disk)."""
+    with _lock:
+        if key in _loaded:
+            return _loaded[key]
+        callback = CFunc(_never_compiled, (signature.args, signature.return_type), {}, {})
+        callback._cache = _StoredOnly(cache_directory() / f"{key}.nbc")
+        try:
+            callback.compile()
+        except _NotStored:
+            return None
+        _stats["loaded"] += 1
+        _loaded[key] = callback
+        return callback
 
 
 def compile_for_nutpie(model, var_names: Iterable[str] | None = None):
@@ -480,74 +760,35 @@ def compile_for_nutpie(model, var_names: Iterable[str] | None = None):
     )
     initial_point_fn = _np._wrap_with_lock(initial_point_fn)
 
-    (n_dim, n_expanded, logp_fn_pt, expand_fn_pt, initial_point_fn, shape_info, renamed) = (
-        _make_functions(model, initial_point_fn, var_names)
+    graphs = _graphs(model, var_names)
+    initial_point_fn = _np._rv_dict_to_flat_array_wrapper(
+        initial_point_fn, names=graphs.names, shapes=graphs.concrete_shapes
     )
-
-    # the shared data (pm.Data) as nutpie lays it out for the callbacks
-    shared_data, shared_var_keys, seen = {}, {}, set()
-    for val in [*logp_fn_pt.get_shared(), *expand_fn_pt.get_shared()]:
-        if val in seen:
-            continue
-        key = _np.uuid4().hex
-        shared_data[key] = np.array(val.get_value(), order="C", copy=True)
-        shared_var_keys[val] = key
-        seen.add(val)
-    for val in shared_data.values():
-        val.flags.writeable = False
-    user_data = _np.make_user_data(shared_var_keys, shared_data)
-
-    def layout(variables):
-        # what the compiled code depends on: each datum's rank and type, in order
-        return tuple(
-            (shared_data[shared_var_keys[var]].ndim, shared_data[shared_var_keys[var]].dtype.str)
-            for var in variables
-        )
-
-    all_layout = layout(shared_var_keys)
-    logp_shared = list(logp_fn_pt.get_shared())
-    logp_raw, logp_sig = _logp_callback(
-        _extraction_fn(
-            logp_fn_pt.vm.jit_fn,
-            shared_data,
-            [shared_var_keys[v] for v in logp_shared],
-            user_data.dtype,
-        )
-    )
-    logp = _cfunc(
-        logp_raw, logp_sig, _key("logp", _graph_key(logp_fn_pt), layout(logp_shared), all_layout)
-    )
-
-    expand_shared = list(expand_fn_pt.get_shared())
-    expand_raw, expand_sig = _expand_callback(
-        _extraction_fn(
-            expand_fn_pt.vm.jit_fn,
-            shared_data,
-            [shared_var_keys[v] for v in expand_shared],
-            user_data.dtype,
-        )
-    )
-    expand = _cfunc(
-        expand_raw,
-        expand_sig,
-        _key("expand", _graph_key(expand_fn_pt), layout(expand_shared), all_layout),
-    )
-
+    entry = _graphs_entry(model, graphs)
+    callbacks = _reuse(entry, graphs) if entry is not None else None
+    if callbacks is None:
+        callbacks = _compile_callbacks(model, graphs)
+        if entry is not None:
+            _remember(entry, callbacks)
+    else:
+        _stats["graphs_reused"] += 1
+    n_dim, n_expanded = graphs.n_dim, graphs.n_expanded
+    shape_info, renamed = graphs.shape_info, graphs.renamed
     dims, coords = _np._prepare_dims_and_coords(model, shape_info, renamed)
     return _np.CompiledPyMCModel(
         _n_dim=n_dim,
         dims=dims,
         _coords=coords,
         _shapes={name: tuple(shape) for name, _, shape in zip(*shape_info, strict=True)},
-        compiled_logp_func=logp,
-        compiled_expand_func=expand,
+        compiled_logp_func=callbacks.logp,
+        compiled_expand_func=callbacks.expand,
         initial_point_func=initial_point_fn,
-        shared_data=shared_data,
-        shared_var_keys=shared_var_keys,
-        user_data=user_data,
+        shared_data=callbacks.data.shared_data,
+        shared_var_keys=callbacks.data.shared_var_keys,
+        user_data=callbacks.data.user_data,
         n_expanded=n_expanded,
         shape_info=shape_info,
-        logp_func=logp_fn_pt,
-        expand_func=expand_fn_pt,
+        logp_func=callbacks.logp_fn,  # None when the graphs were not compiled here
+        expand_func=callbacks.expand_fn,
         reparameterized_names=renamed,
     )

@@ -175,13 +175,16 @@ def test_sensitivity_writes_dataset_table_and_plot_and_resumes(tmp_path):
     stored = sorted((out / "store" / "scenarios").iterdir())
     assert len(stored) == 3
 
+    # (the runs below are about messages, exit codes and files: main in this process)
     # a second run without --resume refuses, and loses nothing
-    again = run("sensitivity", example_path(), "--grid", grid, "--out", out)
+    again = invoke_cli("sensitivity", example_path(), "--grid", grid, "--out", out)
     assert again.returncode == 2 and "add --resume" in again.stderr
     assert "Traceback" not in again.stderr
     assert sorted((out / "store" / "scenarios").iterdir()) == stored
     # with --resume it reuses all three and writes the same numbers
-    resumed = run("sensitivity", example_path(), "--grid", grid, "--out", out, "--resume")
+    resumed = invoke_cli(
+        "sensitivity", example_path(), "--grid", grid, "--out", out, "--resume"
+    )
     assert resumed.returncode == 0, resumed.stderr
     back = sxb.read_dataset(out / "sensitivity.nc")
     assert back.attrs["n_reused"] == 3
@@ -190,7 +193,9 @@ def test_sensitivity_writes_dataset_table_and_plot_and_resumes(tmp_path):
     # the reweighting fast path: the baseline's result is the exact one; every other
     # scenario is either reweighted (with its k-hat) or refitted, and says which
     fast_out = tmp_path / "fast"
-    fast = run("sensitivity", example_path(), "--grid", grid, "--out", fast_out, "--reweight")
+    fast = invoke_cli(
+        "sensitivity", example_path(), "--grid", grid, "--out", fast_out, "--reweight"
+    )
     assert fast.returncode == 0, fast.stderr
     quick = sxb.read_dataset(fast_out / "sensitivity.nc")
     assert "PSIS" in quick.attrs["reweighting"]

@@ -487,8 +487,8 @@ def test_every_choice_of_borrowed_regimens_shares_one_compiled_code(example):
         for regimens in (("HDIVig", "DNS rescue"), ("DNS rescue",)):
             external = Borrowing(ev, method=method, regimens=regimens).prepare(cells).external
             model = build_model(cells, spec, shared=True, external=external)
-            functions = native._make_functions(model, None, None)
-            keys.append((native._graph_key(functions[2]), native._graph_key(functions[3])))
+            functions = native._compile_graphs(model, native._graphs(model, None))
+            keys.append(tuple(native._graph_key(f) for f in functions))
             values = data_values(cells, spec, shared=True, external=external)
             borrowed = [cells.regimens[i] for i in values["borrowed_index"]]
             assert borrowed == list(external.regimens), method

@@ -14,8 +14,8 @@ and its configuration, which the caller adds to the key.
 
 Anything that cannot be described stably (an operation holding a closure, an
 unnamed or ambiguously named shared variable, an input that is not declared) makes
-the graph unkeyable: :func:`fingerprint` returns None and the caller compiles as
-usual. An unstable description can only cost a cache miss; what is described is
+the graph unkeyable: :func:`fingerprint` raises :class:`Unkeyable` and the caller
+compiles as usual. An unstable description can only cost a cache miss; what is described is
 everything the compiled code can depend on, so two graphs with one digest compile
 to the same code.
 """
@@ -33,7 +33,7 @@ from pytensor.graph.basic import Constant, Variable
 from pytensor.graph.fg import AbstractFunctionGraph
 from pytensor.graph.traversal import graph_inputs, toposort
 
-__all__ = ["Unkeyable", "fingerprint"]
+__all__ = ["Unkeyable", "fingerprint", "shared_variables"]
 
 
 class Unkeyable(Exception):

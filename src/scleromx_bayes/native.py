@@ -203,8 +203,10 @@ def _compiling(key: str):
         yield
 
 
-def _cfunc(pyfunc: Callable, sig, key: str | None) -> CFunc:
-    """``numba.cfunc(sig)(pyfunc)``, through the disk cache when ``key`` is given."""
+def _cfunc(pyfunc: Callable, sig, key: str | None, *, stored_only: bool = False) -> CFunc | None:
+    """``numba.cfunc(sig)(pyfunc)``, through the disk cache when ``key`` is given.
+    ``stored_only``: load the code stored under ``key`` or return None, compiling
+    nothing (``pyfunc`` is then a stand-in)."""
     if key is None:
         _stats["uncached"] += 1
         return numba.cfunc(sig)(pyfunc)
@@ -212,12 +214,41 @@ def _cfunc(pyfunc: Callable, sig, key: str | None) -> CFunc:
         if key in _loaded:
             return _loaded[key]
         callback = CFunc(pyfunc, (sig.args, sig.return_type), {}, {})
-        callback._cache = _KeyedCache(cache_directory() / f"{key}.nbc")
-        with _compiling(key):  # another process compiling this key: wait, then load
-            callback.compile()
+        path = cache_directory() / f"{key}.nbc"
+        if stored_only:
+            callback._cache = _StoredOnly(path)
+            try:
+                callback.compile()
+            except _NotStored:
+                return None
+        else:
+            callback._cache = _KeyedCache(path)
+            with _compiling(key):  # another process compiling this key: wait, then load
+                callback.compile()
         _stats["loaded" if callback.cache_hits else "compiled"] += 1
         _loaded[key] = callback
         return callback
+
+
+class _NotStored(Exception):
+    pass
+
+
+class _StoredOnly(_KeyedCache):
+    """A cache that loads or fails: the callback it serves has no Python code."""
+
+    def load_overload(self, sig, target_context):
+        compiled = super().load_overload(sig, target_context)
+        if compiled is None:
+            raise _NotStored
+        return compiled
+
+    def save_overload(self, sig, cres):  # pragma: no cover - nothing is compiled
+        raise _NotStored
+
+
+def _never_compiled(*args):  # pragma: no cover - a loaded callback's stand-in source
+    raise AssertionError("a callback loaded from disk has no Python code")
 
 
 def _graph_key(fn) -> str | None:
@@ -353,25 +384,6 @@ def _compile_graphs(model, graphs: _Graphs):
             mode="NUMBA",
         )
     return logp_fn, expand_fn
-
-
-def _make_functions(model, pymc_initial_point_fn, var_names):
-    """nutpie's ``_make_functions`` (numba mode, gradient, one expanded vector), with
-    sizes as data (see :func:`_graphs`)."""
-    graphs = _graphs(model, var_names)
-    logp_fn, expand_fn = _compile_graphs(model, graphs)
-    initial_point_fn = _np._rv_dict_to_flat_array_wrapper(
-        pymc_initial_point_fn, names=graphs.names, shapes=graphs.concrete_shapes
-    )
-    return (
-        graphs.n_dim,
-        graphs.n_expanded,
-        logp_fn,
-        expand_fn,
-        initial_point_fn,
-        graphs.shape_info,
-        graphs.renamed,
-    )
 
 
 def _record_words(record_dtype: np.dtype, keys: list[str]) -> dict | None:
@@ -670,8 +682,13 @@ def _reuse(entry: Path, graphs: _Graphs) -> _Callbacks | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     data = _shared_data(logp_shared, expand_shared)
-    logp = _load_cfunc(_LOGP_SIGNATURE, _key("logp", logp_graph, *data.logp_layout))
-    expand = _load_cfunc(_EXPAND_SIGNATURE, _key("expand", expand_graph, *data.expand_layout))
+    logp, expand = (
+        _cfunc(_never_compiled, signature, _key(kind, graph, *layout), stored_only=True)
+        for kind, signature, graph, layout in (
+            ("logp", _LOGP_SIGNATURE, logp_graph, data.logp_layout),
+            ("expand", _EXPAND_SIGNATURE, expand_graph, data.expand_layout),
+        )
+    )
     if logp is None or expand is None:
         return None
     return _Callbacks(
@@ -683,43 +700,6 @@ def _reuse(entry: Path, graphs: _Graphs) -> _Callbacks | None:
         expand_graph=expand_graph,
         data=data,
     )
-
-
-class _NotStored(Exception):
-    pass
-
-
-class _StoredOnly(_KeyedCache):
-    """A cache that loads or fails: the callback it serves has no Python code."""
-
-    def load_overload(self, sig, target_context):
-        compiled = super().load_overload(sig, target_context)
-        if compiled is None:
-            raise _NotStored
-        return compiled
-
-    def save_overload(self, sig, cres):  # pragma: no cover - nothing is compiled
-        raise _NotStored
-
-
-def _never_compiled(*args):  # pragma: no cover - a loaded callback's stand-in source
-    raise AssertionError("a callback loaded from disk has no Python code")
-
-
-def _load_cfunc(signature, key: str) -> CFunc | None:
-    """The callback stored under ``key``, loaded (None if it is not on disk)."""
-    with _lock:
-        if key in _loaded:
-            return _loaded[key]
-        callback = CFunc(_never_compiled, (signature.args, signature.return_type), {}, {})
-        callback._cache = _StoredOnly(cache_directory() / f"{key}.nbc")
-        try:
-            callback.compile()
-        except _NotStored:
-            return None
-        _stats["loaded"] += 1
-        _loaded[key] = callback
-        return callback
 
 
 def compile_for_nutpie(model, var_names: Iterable[str] | None = None):

@@ -166,16 +166,20 @@ class _KeyedCache:
     def save_overload(self, sig, cres):
         if cres.library.has_dynamic_globals:  # addresses of this process: not reusable
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        data = pickle.dumps(cres._reduce(), protocol=pickle.HIGHEST_PROTOCOL)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, self.path)  # atomic: a reader sees all of it or nothing
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        _write_atomically(self.path, pickle.dumps(cres._reduce(), protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write a cache entry so that a reader sees all of it or nothing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _lock_path(key: str) -> Path:
@@ -623,22 +627,18 @@ def _graphs_entry(model, graphs: _Graphs) -> Path | None:
             "optimizer_requiring",
         )
     ]
-    target = registry.cpu_target.target_context.codegen().magic_tuple()
-    versions = [version(p) for p in ("numba", "llvmlite", "pytensor", "pymc", "nutpie")]
-    text = repr(
-        (
-            _FORMAT,
-            digest,
-            graphs.shape_info[0],
-            graphs.renamed,
-            model.check_bounds,
-            flags,
-            target,
-            versions,
-            _SOURCE,
-        )
+    # _key adds the format, the CPU and the numba, llvmlite, PyTensor and nutpie versions
+    key = _key(
+        "graphs",
+        digest,
+        graphs.shape_info[0],
+        graphs.renamed,
+        model.check_bounds,
+        flags,
+        version("pymc"),
+        _SOURCE,
     )
-    return cache_directory() / f"graphs-{hashlib.sha256(text.encode()).hexdigest()}.json"
+    return cache_directory() / f"{key}.json"
 
 
 def _remember(entry: Path, callbacks: _Callbacks) -> None:
@@ -658,15 +658,7 @@ def _remember(entry: Path, callbacks: _Callbacks) -> None:
         "logp_shared": logp,
         "expand_shared": expand,
     }
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(record, f)
-        os.replace(tmp, entry)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _write_atomically(entry, json.dumps(record).encode())
 
 
 def _reuse(entry: Path, graphs: _Graphs) -> _Callbacks | None:

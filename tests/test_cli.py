@@ -182,9 +182,7 @@ def test_sensitivity_writes_dataset_table_and_plot_and_resumes(tmp_path):
     assert "Traceback" not in again.stderr
     assert sorted((out / "store" / "scenarios").iterdir()) == stored
     # with --resume it reuses all three and writes the same numbers
-    resumed = invoke_cli(
-        "sensitivity", example_path(), "--grid", grid, "--out", out, "--resume"
-    )
+    resumed = invoke_cli("sensitivity", example_path(), "--grid", grid, "--out", out, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     back = sxb.read_dataset(out / "sensitivity.nc")
     assert back.attrs["n_reused"] == 3

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
-import nutpie
 import pandas as pd
 import pymc as pm
 import xarray as xr
@@ -47,7 +46,7 @@ from .model.external import ExternalEvidence, require_no_pooling
 from .provenance import DataProvenance
 from .spec import ModelSpec, load_spec
 from .summary import summarise
-from .trace import trace_tree
+from .trace import sample_tree
 
 __all__ = [
     "Fit",
@@ -345,7 +344,7 @@ def _sample_nutpie(
     (compiled, names), fresh = compiled_for(cells, spec, external)
     t1 = time.perf_counter()
     compiled = _for_cells(compiled, names, cells, spec, shift, external)
-    running = nutpie.sample(
+    tree = sample_tree(
         compiled,
         draws=settings.draws,
         tune=settings.tune,
@@ -355,15 +354,7 @@ def _sample_nutpie(
         save_warmup=False,
         progress_bar=settings.progress,
         target_accept=settings.target_accept,
-        blocking=False,
-        return_raw_trace=True,  # converted by trace_tree: the same groups, faster
     )
-    try:
-        results = running.wait()
-    except BaseException:  # an interrupt or an error: stop the sampler's threads
-        running.cancel()
-        raise
-    tree = trace_tree(results, compiled, running._settings.as_dict())
     return tree, FitTiming(fresh, t1 - t0, time.perf_counter() - t1)
 
 

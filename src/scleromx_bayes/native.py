@@ -7,7 +7,12 @@ compiled again in every process: about 9 of the 10 seconds of a first fit, paid
 again by every CLI call, worker process, notebook kernel and test process.
 
 :func:`compile_for_nutpie` does what ``nutpie.compile_pymc_model`` does for the
-numba backend, with one difference: each callback's compiled object code is
+numba backend, with three differences. The expansion callback only copies each
+draw's position (one callback for every model, compiled once per machine); the
+stored variables are computed after sampling from all draws at once
+(:mod:`scleromx_bayes.derived`, :class:`PositionsModel`), which saves numba's
+compile of a second graph per structure (about 4 s of a first fit). Sizes are data
+(below). And each callback's compiled object code is
 stored under PyTensor's compile directory (``<base_compiledir>/scleromx_bayes``),
 keyed by everything that determines it: PyTensor's own cache key of the graph
 (which includes its constants and the fast-math flag), the callback's sizes and
@@ -19,9 +24,9 @@ PyTensor's key is computed from the rewritten graphs, and rewriting them costs
 about a second per structure per process, more than loading their code. So each
 compile also records (``graphs-<digest>.json``), under a digest of the graphs as
 PyMC builds them (:mod:`scleromx_bayes.graph_fingerprint`) and of the versions,
-PyTensor flags and this module's own code, the two keys they compiled to and which
-shared data each callback reads, by name. A later process with the same graphs
-reads the record and loads both callbacks without rewriting or compiling anything
+PyTensor flags and this module's own code, the key the log density compiled to and
+which shared data it reads, by name. A later process with the same graphs
+reads the record and loads the callback without rewriting or compiling anything
 (``graphs_reused`` in :func:`native_cache_stats`); a graph the digest cannot
 describe, or a missing or damaged record or entry, takes the compiling path.
 An empty compile directory (``PYTENSOR_FLAGS=base_compiledir=<empty dir>``)
@@ -40,7 +45,7 @@ Sizes are data, not code. nutpie lays the parameters out in one vector whose
 length, and each parameter's slice of it, it writes into the graph as constants, so
 a cohort with one more centre needs newly compiled code. Here the vector has no
 fixed length and each slice is computed from the model's dimension lengths (shared
-data, like the counts): one compiled log density and one expansion serve every
+data, like the counts): one compiled log density serves every
 cohort of a structure, whatever its numbers of regimens, sites and cells (a new size
 costs the PyTensor graph, about a second, not numba's 10-30 s). The price is paid
 per gradient: shapes known only at run time cost about 15% more per evaluation
@@ -50,7 +55,8 @@ This uses nutpie's internal building blocks (``nutpie.compile_pymc``), so nutpie
 is pinned to a minor version in ``pyproject.toml``; tests compare the cached path
 with ``nutpie.compile_pymc_model``: draw for draw for a model without dims, log
 density and gradient to 1e-13 for one with dims (whose fused arithmetic may round
-differently in the last bit).
+differently in the last bit), and the stored variables with nutpie's own expansion
+of the same draws.
 """
 
 from __future__ import annotations
@@ -63,7 +69,7 @@ import pickle
 import tempfile
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 
@@ -82,11 +88,18 @@ from nutpie import compile_pymc as _np
 from pytensor.graph.basic import Variable
 from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS
 
+from .derived import DerivedVariables, derived_variables
 from .graph_fingerprint import Unkeyable, fingerprint, shared_variables
 
-__all__ = ["cache_directory", "compile_for_nutpie", "forget_loaded", "native_cache_stats"]
+__all__ = [
+    "PositionsModel",
+    "cache_directory",
+    "compile_for_nutpie",
+    "forget_loaded",
+    "native_cache_stats",
+]
 
-_FORMAT = 3  # bump when what is stored changes
+_FORMAT = 4  # bump when what is stored changes
 _loaded: dict[str, CFunc] = {}  # a key's code is loaded at most once per process
 _lock = threading.Lock()
 _stats = {"compiled": 0, "loaded": 0, "uncached": 0, "graphs_reused": 0}
@@ -293,24 +306,24 @@ class _Graphs:
     value_vars: list  # the free parameters' values, replaced by slices of `joined`
     logp: Variable  # the joint log density of the values, not yet rewritten
     replacements: dict  # value -> its slice of `joined`, reshaped
-    expanded: Variable  # the stored variables, one flat vector
     names: list[str]  # the free parameters' value names, in `joined`'s order
+    slices: list[slice]  # and their slices of it, at this model's sizes
     concrete_shapes: list[tuple[int, ...]]
     n_dim: int
-    n_expanded: int
-    shape_info: tuple[list, list, list]  # names, slices and shapes of `expanded`
+    stored_info: tuple[list, list, list]  # names, slices and shapes of what a fit stores
     renamed: list[str]  # transformed values (named after their transform)
 
 
 def _graphs(model, var_names) -> _Graphs:
-    """nutpie's ``_make_functions`` up to its compiles, with the position vector of
-    any length and the parameters' slices of it computed from the dimension
-    lengths: the graph, and so its compiled code, does not depend on the numbers of
-    regimens, sites or cells (nutpie bakes them in as constants)."""
+    """nutpie's ``_make_functions`` up to its compiles, for the log density only
+    (the stored variables are computed after sampling: :mod:`derived`), with the
+    position vector of any length and the parameters' slices of it computed from
+    the dimension lengths: the graph, and so its compiled code, does not depend on
+    the numbers of regimens, sites or cells (nutpie bakes them in as constants)."""
     shapes = _np._compute_shapes(model)
     value_vars = [model.rvs_to_values[rv] for rv in model.free_RVs]
     joined = pt.TensorType("float64", shape=(None,))(name="_unconstrained_point")
-    names, slices, concrete_shapes, replacements, pieces = [], [], [], {}, []
+    names, slices, concrete_shapes, replacements = [], [], [], {}
     count, start = 0, pt.constant(0, dtype="int64")
     for rv, value in zip(model.free_RVs, value_vars, strict=True):
         concrete = tuple(shapes[value.name])
@@ -320,7 +333,6 @@ def _graphs(model, var_names) -> _Graphs:
             length = length * n
         piece = joined[start : start + length]
         start = start + length
-        pieces.append(piece)
         replacements[value] = piece.reshape(shape).astype(rv.dtype)
         names.append(value.name)
         concrete_shapes.append(concrete)
@@ -345,30 +357,23 @@ def _graphs(model, var_names) -> _Graphs:
         all_shapes.append(shape)
         all_slices.append(slice(count, count + size))
         count += size
-    expanded = pt.concatenate(
-        [
-            *[p.ravel() for p in pieces],
-            *[pt.as_tensor(v, allow_xtensor_conversion=True).ravel() for v in remaining],
-        ]
-    )
     return _Graphs(
         joined=joined,
         value_vars=value_vars,
         logp=model.logp(),
         replacements=replacements,
-        expanded=expanded,
         names=names,
+        slices=slices,
         concrete_shapes=concrete_shapes,
         n_dim=n_dim,
-        n_expanded=count,
-        shape_info=(all_names, all_slices, all_shapes),
+        stored_info=(all_names, all_slices, all_shapes),
         renamed=renamed,
     )
 
 
 def _compile_graphs(model, graphs: _Graphs):
-    """The log density with its gradient, and the expansion, rewritten and compiled
-    by PyTensor for numba (about a second per structure, most of it rewriting)."""
+    """The log density with its gradient, rewritten and compiled by PyTensor for
+    numba (about a second per structure, most of it rewriting)."""
     from pymc.pytensorf import compile as compile_pymc
     from pytensor.graph import clone_replace, rewrite_graph
 
@@ -380,14 +385,7 @@ def _compile_graphs(model, graphs: _Graphs):
     grad = pt.concatenate([pt.as_tensor(g, allow_xtensor_conversion=True).ravel() for g in grads])
     logp, grad = clone_replace([logp, grad], graphs.replacements)
     with model:
-        logp_fn = compile_pymc((graphs.joined,), (logp, grad), mode="NUMBA")
-        expand_fn = compile_pymc(
-            (graphs.joined,),
-            [graphs.expanded],
-            givens=list(graphs.replacements.items()),
-            mode="NUMBA",
-        )
-    return logp_fn, expand_fn
+        return compile_pymc((graphs.joined,), (logp, grad), mode="NUMBA")
 
 
 def _record_words(record_dtype: np.dtype, keys: list[str]) -> dict | None:
@@ -476,6 +474,7 @@ _EXPAND_SIGNATURE = numba.types.int64(
 def _logp_callback(extract):
     """nutpie's log-density callback without its size baked in: nutpie passes the
     position's length, and a gradient of another length is an error (code 1)."""
+
     def logp_numba(dim, x_, out_, logp_, user_data_):
         try:
             x = numba.carray(x_, (dim,))
@@ -502,22 +501,21 @@ def _logp_callback(extract):
     return logp_numba, _LOGP_SIGNATURE
 
 
-def _expand_callback(extract):
-    """nutpie's expansion callback without its sizes baked in (as above)."""
-    def expand_numba(dim, expanded, x_, out_, user_data_):
-        try:
-            x = numba.carray(x_, (dim,))
-            out = numba.carray(out_, (expanded,))
-            (values,) = extract(x, user_data_)
-            if values.shape[0] != expanded:
-                return -1
-            for i in range(expanded):  # as in the log density's callback
-                out[i] = values[i]
-        except Exception:  # noqa: BLE001
-            return -2
-        return 0
+def _copy(dim, expanded, x_, out_, user_data_):
+    """nutpie's expansion callback when the stored variables are computed after
+    sampling (:mod:`derived`): the position, copied."""
+    if expanded != dim:
+        return -1
+    x = numba.carray(x_, (dim,))
+    out = numba.carray(out_, (expanded,))
+    for i in range(dim):
+        out[i] = x[i]
+    return 0
 
-    return expand_numba, _EXPAND_SIGNATURE
+
+def _copy_callback() -> CFunc:
+    """The expansion callback of every model: one code, compiled once per machine."""
+    return _cfunc(_copy, _EXPAND_SIGNATURE, _key("copy", "position"))
 
 
 @dataclass
@@ -527,14 +525,14 @@ class _SharedData:
     shared_data: dict  # nutpie's key -> the datum's value
     shared_var_keys: dict  # shared variable -> nutpie's key
     user_data: np.ndarray  # the record the callbacks read
-    logp_layout: tuple  # what each callback's code depends on: ranks and types
-    expand_layout: tuple
+    logp_layout: tuple  # what the log density's code depends on: ranks and types
 
 
-def _shared_data(logp_shared: list, expand_shared: list) -> _SharedData:
-    """nutpie's layout of the data the two callbacks read, each in its order."""
+def _shared_data(logp_shared: list, derived_shared: Iterable) -> _SharedData:
+    """nutpie's layout of the data the log density reads, in its order, and of the
+    data only the stored variables read (so that ``with_data`` sets them too)."""
     shared_data, shared_var_keys = {}, {}
-    for val in [*logp_shared, *expand_shared]:
+    for val in [*logp_shared, *derived_shared]:
         if val in shared_var_keys:
             continue
         key = _np.uuid4().hex
@@ -550,13 +548,11 @@ def _shared_data(logp_shared: list, expand_shared: list) -> _SharedData:
             for var in variables
         )
 
-    everything = layout(shared_var_keys)
     return _SharedData(
         shared_data=shared_data,
         shared_var_keys=shared_var_keys,
         user_data=_np.make_user_data(shared_var_keys, shared_data),
-        logp_layout=(layout(logp_shared), everything),
-        expand_layout=(layout(expand_shared), everything),
+        logp_layout=(layout(logp_shared), layout(shared_var_keys)),
     )
 
 
@@ -565,51 +561,34 @@ class _Callbacks:
     """nutpie's two compiled callbacks and the shared data they read."""
 
     logp: CFunc
-    expand: CFunc
+    copy: CFunc
     logp_shared: list  # the shared variables the log density reads, in its order
-    expand_shared: list
-    logp_graph: str | None  # PyTensor's cache keys of the two compiled graphs
-    expand_graph: str | None
+    logp_graph: str | None  # PyTensor's cache key of the log density's graph
     data: _SharedData
-    logp_fn: object = None  # PyTensor's functions, when compiled in this process
-    expand_fn: object = None
+    logp_fn: object = None  # PyTensor's function, when compiled in this process
 
 
-def _compile_callbacks(model, graphs: _Graphs) -> _Callbacks:
-    """Rewrite and compile the graphs, and make the callbacks from them (their
-    machine code compiled, or loaded from disk under PyTensor's key of the graphs)."""
-    logp_fn, expand_fn = _compile_graphs(model, graphs)
-    logp_shared, expand_shared = list(logp_fn.get_shared()), list(expand_fn.get_shared())
-    logp_graph, expand_graph = _graph_key(logp_fn), _graph_key(expand_fn)
-    data = _shared_data(logp_shared, expand_shared)
-    callbacks = []
-    for kind, fn, shared, graph, layout, callback in (
-        ("logp", logp_fn, logp_shared, logp_graph, data.logp_layout, _logp_callback),
-        ("expand", expand_fn, expand_shared, expand_graph, data.expand_layout, _expand_callback),
-    ):
-        keys = [data.shared_var_keys[v] for v in shared]
-        extract = _extraction_fn(fn.vm.jit_fn, data.shared_data, keys, data.user_data.dtype)
-        raw, signature = callback(extract)
-        callbacks.append(_cfunc(raw, signature, _key(kind, graph, *layout)))
-    return _Callbacks(
-        *callbacks,
-        logp_shared=logp_shared,
-        expand_shared=expand_shared,
-        logp_graph=logp_graph,
-        expand_graph=expand_graph,
-        data=data,
-        logp_fn=logp_fn,
-        expand_fn=expand_fn,
-    )
+def _compile_callbacks(model, graphs: _Graphs, derived: DerivedVariables) -> _Callbacks:
+    """Rewrite and compile the log density's graph, and make its callback (machine
+    code compiled, or loaded from disk under PyTensor's key of the graph)."""
+    logp_fn = _compile_graphs(model, graphs)
+    logp_shared, logp_graph = list(logp_fn.get_shared()), _graph_key(logp_fn)
+    data = _shared_data(logp_shared, derived.data)
+    keys = [data.shared_var_keys[v] for v in logp_shared]
+    extract = _extraction_fn(logp_fn.vm.jit_fn, data.shared_data, keys, data.user_data.dtype)
+    raw, signature = _logp_callback(extract)
+    logp = _cfunc(raw, signature, _key("logp", logp_graph, *data.logp_layout))
+    return _Callbacks(logp, _copy_callback(), logp_shared, logp_graph, data, logp_fn)
 
 
 def _graphs_entry(model, graphs: _Graphs) -> Path | None:
-    """Where the compiled code of graphs like these is recorded, by a digest of the
-    graphs before rewriting (:mod:`scleromx_bayes.graph_fingerprint`) and of what
-    else rewriting and compiling depend on; None when the graphs cannot be keyed."""
+    """Where the compiled code of a log density like this one is recorded, by a
+    digest of its graph before rewriting (:mod:`scleromx_bayes.graph_fingerprint`)
+    and of what else rewriting and compiling depend on; None when the graph cannot
+    be keyed."""
     try:
         digest = fingerprint(
-            [graphs.logp, graphs.expanded, *graphs.replacements.values()],
+            [graphs.logp, *graphs.replacements.values()],
             [graphs.joined, *graphs.value_vars],
         )
     except Unkeyable:
@@ -628,97 +607,86 @@ def _graphs_entry(model, graphs: _Graphs) -> Path | None:
         )
     ]
     # _key adds the format, the CPU and the numba, llvmlite, PyTensor and nutpie versions
-    key = _key(
-        "graphs",
-        digest,
-        graphs.shape_info[0],
-        graphs.renamed,
-        model.check_bounds,
-        flags,
-        version("pymc"),
-        _SOURCE,
-    )
+    key = _key("graphs", digest, model.check_bounds, flags, version("pymc"), _SOURCE)
     return cache_directory() / f"{key}.json"
 
 
 def _remember(entry: Path, callbacks: _Callbacks) -> None:
-    """Record which compiled code the graphs are, and which shared data each
-    callback reads, by name (written atomically; a graph PyTensor did not key, or
-    shared data without unique names, is not recorded)."""
-    logp = [v.name for v in callbacks.logp_shared]
-    expand = [v.name for v in callbacks.expand_shared]
-    names = list({*logp, *expand})
-    if None in (callbacks.logp_graph, callbacks.expand_graph) or not all(names):
+    """Record which compiled code the log density is, and which shared data it
+    reads, by name (written atomically; a graph PyTensor did not key, or shared data
+    without unique names, is not recorded)."""
+    names = [v.name for v in callbacks.logp_shared]
+    if callbacks.logp_graph is None or not all(names) or len(set(names)) != len(names):
         return
-    if len(names) != len(set(callbacks.logp_shared) | set(callbacks.expand_shared)):
-        return
-    record = {
-        "logp_graph": callbacks.logp_graph,
-        "expand_graph": callbacks.expand_graph,
-        "logp_shared": logp,
-        "expand_shared": expand,
-    }
+    record = {"logp_graph": callbacks.logp_graph, "logp_shared": names}
     _write_atomically(entry, json.dumps(record).encode())
 
 
-def _reuse(entry: Path, graphs: _Graphs) -> _Callbacks | None:
-    """The callbacks of graphs recorded at ``entry``, loaded from disk without
-    rewriting or compiling anything; None when the record or either callback's code
-    is missing or damaged (the caller then compiles)."""
+def _reuse(entry: Path, graphs: _Graphs, derived: DerivedVariables) -> _Callbacks | None:
+    """The callbacks of a log density recorded at ``entry``, loaded from disk
+    without rewriting or compiling anything; None when the record or the code is
+    missing or damaged (the caller then compiles)."""
     try:
         record = json.loads(entry.read_text())
-        by_name = shared_variables([graphs.logp, graphs.expanded, *graphs.replacements.values()])
+        by_name = shared_variables([graphs.logp, *graphs.replacements.values()])
         logp_shared = [by_name[n] for n in record["logp_shared"]]
-        expand_shared = [by_name[n] for n in record["expand_shared"]]
-        logp_graph, expand_graph = str(record["logp_graph"]), str(record["expand_graph"])
+        logp_graph = str(record["logp_graph"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    data = _shared_data(logp_shared, expand_shared)
-    logp, expand = (
-        _cfunc(_never_compiled, signature, _key(kind, graph, *layout), stored_only=True)
-        for kind, signature, graph, layout in (
-            ("logp", _LOGP_SIGNATURE, logp_graph, data.logp_layout),
-            ("expand", _EXPAND_SIGNATURE, expand_graph, data.expand_layout),
-        )
-    )
-    if logp is None or expand is None:
+    data = _shared_data(logp_shared, derived.data)
+    key = _key("logp", logp_graph, *data.logp_layout)
+    logp = _cfunc(_never_compiled, _LOGP_SIGNATURE, key, stored_only=True)
+    if logp is None:
         return None
-    return _Callbacks(
-        logp,
-        expand,
-        logp_shared=logp_shared,
-        expand_shared=expand_shared,
-        logp_graph=logp_graph,
-        expand_graph=expand_graph,
-        data=data,
-    )
+    return _Callbacks(logp, _copy_callback(), logp_shared, logp_graph, data)
 
 
-def compile_for_nutpie(model, var_names: Iterable[str] | None = None):
+@dataclass(frozen=True)
+class PositionsModel(_np.CompiledPyMCModel):
+    """nutpie's compiled PyMC model whose sampler stores each draw's position (the
+    free parameters' unconstrained values); :attr:`derived` computes the variables a
+    fit stores from them (:func:`scleromx_bayes.trace.trace_tree` does)."""
+
+    derived: DerivedVariables | None = field(default=None, kw_only=True)
+
+    def derived_data(self) -> dict:
+        """The value of each datum :attr:`derived` reads, as set by ``with_data``."""
+        return {var: self.shared_data[self.shared_var_keys[var]] for var in self.derived.data}
+
+
+def compile_for_nutpie(model, var_names: Iterable[str] | None = None) -> PositionsModel:
     """``nutpie.compile_pymc_model(model, var_names=...)`` for the numba backend,
-    with its two compiled callbacks kept on disk between processes.
+    with its log density's compiled code kept on disk between processes, and the
+    stored variables computed after sampling.
 
     Parameters
     ----------
     model : pymc.Model
         The model to compile.
     var_names : iterable of str, optional
-        Variables to store in the trace (all when None), as in nutpie.
+        Variables to store besides the free parameters (all when None), as in nutpie.
 
     Returns
     -------
-    nutpie.compile_pymc.CompiledPyMCModel
-        The same object nutpie returns, ready for ``nutpie.sample`` and ``with_data``.
+    PositionsModel
+        nutpie's compiled model, with ``with_data``. Sample it with
+        :func:`scleromx_bayes.trace.sample_tree`, which computes the stored
+        variables from the draws; ``nutpie.sample`` alone would return the
+        positions only (and drop the transformed ones as nutpie's own names).
 
     Examples
     --------
-    >>> import pymc as pm, nutpie
+    >>> import pymc as pm
     >>> from scleromx_bayes.native import compile_for_nutpie
+    >>> from scleromx_bayes.trace import sample_tree
     >>> with pm.Model() as m:
-    ...     x = pm.Normal("x", 0.0, 1.0)
+    ...     sd = pm.HalfNormal("sd", 1.0)
     >>> compiled = compile_for_nutpie(m)
-    >>> compiled.n_dim
-    1
+    >>> compiled.n_dim, compiled.derived.names
+    (1, ('sd',))
+    >>> tree = sample_tree(compiled, draws=20, tune=20, chains=1, seed=1, progress_bar=False)
+    >>> bool((tree["posterior"]["sd"] > 0).all())
+    True
     """
     from pymc.initial_point import make_initial_point_fn
 
@@ -732,35 +700,38 @@ def compile_for_nutpie(model, var_names: Iterable[str] | None = None):
     )
     initial_point_fn = _np._wrap_with_lock(initial_point_fn)
 
+    var_names = None if var_names is None else list(var_names)
     graphs = _graphs(model, var_names)
+    derived = derived_variables(model, var_names)
     initial_point_fn = _np._rv_dict_to_flat_array_wrapper(
         initial_point_fn, names=graphs.names, shapes=graphs.concrete_shapes
     )
     entry = _graphs_entry(model, graphs)
-    callbacks = _reuse(entry, graphs) if entry is not None else None
+    callbacks = _reuse(entry, graphs, derived) if entry is not None else None
     if callbacks is None:
-        callbacks = _compile_callbacks(model, graphs)
+        callbacks = _compile_callbacks(model, graphs, derived)
         if entry is not None:
             _remember(entry, callbacks)
     else:
         _stats["graphs_reused"] += 1
-    n_dim, n_expanded = graphs.n_dim, graphs.n_expanded
-    shape_info, renamed = graphs.shape_info, graphs.renamed
-    dims, coords = _np._prepare_dims_and_coords(model, shape_info, renamed)
-    return _np.CompiledPyMCModel(
-        _n_dim=n_dim,
+    # dims of everything stored (nutpie gives the positions those of their variable)
+    dims, coords = _np._prepare_dims_and_coords(model, graphs.stored_info, graphs.renamed)
+    positions = (graphs.names, graphs.slices, graphs.concrete_shapes)
+    return PositionsModel(
+        _n_dim=graphs.n_dim,
         dims=dims,
         _coords=coords,
-        _shapes={name: tuple(shape) for name, _, shape in zip(*shape_info, strict=True)},
+        _shapes={name: tuple(shape) for name, _, shape in zip(*positions, strict=True)},
         compiled_logp_func=callbacks.logp,
-        compiled_expand_func=callbacks.expand,
+        compiled_expand_func=callbacks.copy,
         initial_point_func=initial_point_fn,
         shared_data=callbacks.data.shared_data,
         shared_var_keys=callbacks.data.shared_var_keys,
         user_data=callbacks.data.user_data,
-        n_expanded=n_expanded,
-        shape_info=shape_info,
-        logp_func=callbacks.logp_fn,  # None when the graphs were not compiled here
-        expand_func=callbacks.expand_fn,
-        reparameterized_names=renamed,
+        n_expanded=graphs.n_dim,
+        shape_info=positions,
+        logp_func=callbacks.logp_fn,  # None when the graph was not compiled here
+        expand_func=None,
+        reparameterized_names=graphs.renamed,
+        derived=derived,
     )

@@ -1,5 +1,9 @@
 """nutpie's draws as a DataTree in one step per group.
 
+A model compiled by :func:`scleromx_bayes.native.compile_for_nutpie` stores each
+draw's position only; the variables a fit keeps are computed here from all draws at
+once (:mod:`scleromx_bayes.derived`), with the data the fit was given.
+
 ``nutpie.sample`` turns its Arrow trace into a DataTree through ArviZ's
 ``from_dict``, which builds an xarray object per variable for four groups (two of
 them warm-up, dropped by every fit here): 0.06-0.09 s of a 0.2 s warm fit of the
@@ -19,12 +23,13 @@ import json
 
 import arviz_base
 import numpy as np
+import nutpie
 import pandas as pd
 import xarray as xr
 from nutpie import __version__ as nutpie_version
 from nutpie.sample import _add_arrow_data
 
-__all__ = ["trace_tree"]
+__all__ = ["sample_tree", "trace_tree"]
 
 # what nutpie leaves out of sample_stats when its store_* options are off, as they
 # are in every fit here (nutpie.sample._extract)
@@ -91,6 +96,10 @@ def trace_tree(results, compiled, settings: dict) -> xr.DataTree:
         rows = draw.num_rows - t
         _add_arrow_data(posterior, kept, draw.slice(t, rows), chain, chains, dims, [])
         _add_arrow_data(stats, kept, stat.slice(t, rows), chain, chains, dims, UNSTORED_STATS)
+    derived = getattr(compiled, "derived", None)
+    if derived is not None:  # positions only: compute what is stored
+        posterior = derived(posterior, compiled.derived_data())
+        dims.update({n: list(compiled.dims[n]) for n in derived.names if compiled.dims.get(n)})
     for name in compiled.reparameterized_names:
         posterior.pop(name, None)
     coords = dict(compiled.coords)
@@ -105,3 +114,39 @@ def trace_tree(results, compiled, settings: dict) -> xr.DataTree:
             "sample_stats": _group(stats, dims, coords, library),
         }
     )
+
+
+def sample_tree(compiled, **kwargs) -> xr.DataTree:
+    """``nutpie.sample(compiled, **kwargs)``, as the DataTree :func:`trace_tree` builds.
+
+    Parameters
+    ----------
+    compiled :
+        A compiled model (:func:`scleromx_bayes.native.compile_for_nutpie`, or
+        nutpie's own).
+    **kwargs :
+        ``nutpie.sample``'s settings (draws, tune, chains, seed, ...).
+
+    Returns
+    -------
+    xarray.DataTree
+        Groups ``posterior`` and ``sample_stats``.
+
+    Examples
+    --------
+    >>> import pymc as pm, nutpie
+    >>> from scleromx_bayes.trace import sample_tree
+    >>> with pm.Model() as m:
+    ...     x = pm.Normal("x", 0.0, 1.0)
+    >>> compiled = nutpie.compile_pymc_model(m)
+    >>> tree = sample_tree(compiled, draws=30, tune=30, chains=2, seed=1, progress_bar=False)
+    >>> tree["posterior"]["x"].shape
+    (2, 30)
+    """
+    running = nutpie.sample(compiled, **kwargs, blocking=False, return_raw_trace=True)
+    try:
+        results = running.wait()
+    except BaseException:  # an interrupt or an error: stop the sampler's threads
+        running.cancel()
+        raise
+    return trace_tree(results, compiled, running._settings.as_dict())

@@ -25,7 +25,6 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-import nutpie
 import pandas as pd
 import pymc as pm
 import xarray as xr
@@ -35,6 +34,7 @@ from ..diagnostics import ConvergenceCriteria, Diagnostics, diagnose
 from ..model import exact_float_math
 from ..native import compile_for_nutpie
 from ..provenance import SYNTHETIC_NOTE
+from ..trace import sample_tree
 from .evidence import Evidence
 from .mixture import NormalMixture, automixfit
 
@@ -230,7 +230,7 @@ def map_prior(
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        tree = nutpie.sample(
+        tree = sample_tree(
             compiled,
             draws=draws,
             tune=tune,

@@ -406,18 +406,20 @@ def _exnex_model():
 
 
 def test_trace_tree_is_what_nutpie_returns():
-    """For nutpie's own compiled model, trace_tree builds the posterior and
-    sample_stats nutpie's own conversion builds (warm-up and text statistics aside):
-    the same variables, values, dtypes, dims, coordinates and attributes but the
-    creation time."""
+    """For a model whose draws nutpie stores as they are (here a fit's compiled
+    model storing its positions, nothing computed or dropped), trace_tree builds the
+    posterior and sample_stats nutpie's own conversion builds (warm-up and text
+    statistics aside): the same variables, values, dtypes, dims, coordinates and
+    attributes but the creation time."""
     import xarray as xr
 
-    from scleromx_bayes.model import stored_names
+    from scleromx_bayes.fit import _for_cells, compiled_for
     from scleromx_bayes.trace import trace_tree
 
-    _, _, model = _exnex_model()
-    with exact_float_math():
-        compiled = nutpie.compile_pymc_model(model, var_names=stored_names(model))
+    cells, spec, _ = _exnex_model()
+    (compiled, names), _ = compiled_for(cells, spec, None)
+    compiled = _for_cells(compiled, names, cells, spec, None)  # the example's labels
+    compiled = dataclasses.replace(compiled, derived=None, reparameterized_names=[])
     kwargs = {"draws": 50, "tune": 60, "chains": 2, "seed": 9, "progress_bar": False}
     theirs = nutpie.sample(compiled, **kwargs)
     running = nutpie.sample(compiled, **kwargs, blocking=False, return_raw_trace=True)
@@ -430,7 +432,9 @@ def test_trace_tree_is_what_nutpie_returns():
             ds.attrs.pop("created_at")
         xr.testing.assert_identical(a, b)
         assert all(a[n].dtype == b[n].dtype for n in a.data_vars)
-    assert "regimen_logit" in ours["posterior"] and "diverging" in ours["sample_stats"]
+    assert ours["posterior"]["site_z"].dims == ("chain", "draw", "site")
+    assert list(ours["posterior"]["site_z"]["site"].values) == list(cells.sites)
+    assert "regimen_sd_log__" in ours["posterior"] and "diverging" in ours["sample_stats"]
 
 
 def test_stored_variables_computed_after_sampling_are_nutpie_s_expansion():

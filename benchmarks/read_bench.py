@@ -32,7 +32,7 @@ CALLS = {
 }
 
 
-def _write(path: Path, seed: int) -> None:
+def _write(path: Path | str, seed: int) -> None:
     rng = np.random.default_rng(seed)
     pd.DataFrame(
         {
@@ -48,7 +48,13 @@ def _write(path: Path, seed: int) -> None:
 def bench_read(seed: int) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "episodes.csv"
-        _write(path, seed)
+        # written by a process of its own: Linux carries a parent's peak RSS into the
+        # processes it starts (fork copies it, exec keeps it), so a parent that had
+        # built the 1,000,000-row table would be every timed process's floor
+        writer = f"from read_bench import _write; _write({str(path)!r}, {seed})"
+        subprocess.run(
+            [sys.executable, "-c", writer], check=True, cwd=Path(__file__).parent, text=True
+        )
         rows = {}
         for name, (setup, call) in CALLS.items():
             code = TIMED.replace("SETUP", setup)

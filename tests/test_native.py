@@ -419,8 +419,8 @@ def test_trace_tree_is_what_nutpie_returns():
     from scleromx_bayes.trace import trace_tree
 
     cells, spec, _ = _exnex_model()
-    (compiled, names), _ = compiled_for(cells, spec, None)
-    compiled = _for_cells(compiled, names, cells, spec, None)  # the example's labels
+    (compiled, scalar_names), _ = compiled_for(cells, spec, None)
+    compiled = _for_cells(compiled, scalar_names, cells, spec, None)  # the example's labels
     compiled = dataclasses.replace(compiled, derived=None, reparameterized_names=[])
     kwargs = {"draws": 50, "tune": 60, "chains": 2, "seed": 9, "progress_bar": False}
     theirs = nutpie.sample(compiled, **kwargs)
@@ -452,8 +452,8 @@ def test_stored_variables_computed_after_sampling_are_nutpie_s_expansion():
     cells, spec, model = _exnex_model()
     # the compiled model of this structure, which another test's cohort may have
     # compiled, with the example's data; the reference graph with the same
-    (compiled, names), _ = compiled_for(cells, spec, None)
-    compiled = _for_cells(compiled, names, cells, spec, None)
+    (compiled, scalar_names), _ = compiled_for(cells, spec, None)
+    compiled = _for_cells(compiled, scalar_names, cells, spec, None)
     with model:
         pm.set_data(data_values(cells, spec, shared=True))
     kwargs = {"draws": 40, "tune": 60, "chains": 2, "seed": 9, "progress_bar": False}

@@ -487,7 +487,7 @@ def test_every_choice_of_borrowed_regimens_shares_one_compiled_code(example):
         for regimens in (("HDIVig", "DNS rescue"), ("DNS rescue",)):
             external = Borrowing(ev, method=method, regimens=regimens).prepare(cells).external
             model = build_model(cells, spec, shared=True, external=external)
-            logp = native._compile_graphs(model, native._graphs(model, None))
+            logp = native._compile_graphs(model, native._graphs(model))
             keys.append(native._graph_key(logp))
             values = data_values(cells, spec, shared=True, external=external)
             borrowed = [cells.regimens[i] for i in values["borrowed_index"]]

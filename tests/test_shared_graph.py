@@ -186,7 +186,7 @@ def test_cohorts_of_every_size_share_one_compiled_code():
         keys = []
         for cohort in (small, large):
             model = build_model(cohort.cells(), spec, shared=True)
-            logp = native._compile_graphs(model, native._graphs(model, None))
+            logp = native._compile_graphs(model, native._graphs(model))
             keys.append(native._graph_key(logp))
         assert keys[0] is not None and keys[0] == keys[1], name
 

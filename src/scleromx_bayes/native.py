@@ -298,9 +298,9 @@ def _value_shape(model, rv, concrete: tuple[int, ...]):
 
 @dataclass
 class _Graphs:
-    """A model's graphs for nutpie as PyMC builds them, before any rewriting, and
-    the layout of nutpie's position and expanded vectors (cheap to make: nothing
-    is rewritten or compiled)."""
+    """A model's log density for nutpie as PyMC builds it, before any rewriting, and
+    the layout of nutpie's position vector (cheap to make: nothing is rewritten or
+    compiled)."""
 
     joined: Variable  # the position vector, of any length
     value_vars: list  # the free parameters' values, replaced by slices of `joined`
@@ -310,11 +310,10 @@ class _Graphs:
     slices: list[slice]  # and their slices of it, at this model's sizes
     concrete_shapes: list[tuple[int, ...]]
     n_dim: int
-    stored_info: tuple[list, list, list]  # names, slices and shapes of what a fit stores
-    renamed: list[str]  # transformed values (named after their transform)
+    shapes: dict  # every variable's shape at this model's sizes, by name
 
 
-def _graphs(model, var_names) -> _Graphs:
+def _graphs(model) -> _Graphs:
     """nutpie's ``_make_functions`` up to its compiles, for the log density only
     (the stored variables are computed after sampling: :mod:`derived`), with the
     position vector of any length and the parameters' slices of it computed from
@@ -339,24 +338,6 @@ def _graphs(model, var_names) -> _Graphs:
         size = int(np.prod(concrete, dtype=int))
         slices.append(slice(count, count + size))
         count += size
-    n_dim = count
-    renamed = [
-        model.rvs_to_values[rv].name
-        for rv in model.free_RVs
-        if model.rvs_to_transforms.get(rv) is not None
-    ]
-    remaining = [v for v in model.unobserved_value_vars if v.name not in names]
-    if var_names is not None:
-        wanted = set(var_names)
-        remaining = [v for v in remaining if v.name in wanted]
-    all_names, all_slices, all_shapes = list(names), list(slices), list(concrete_shapes)
-    for var in remaining:
-        shape = tuple(shapes[var.name])
-        size = int(np.prod(shape, dtype=int))
-        all_names.append(var.name)
-        all_shapes.append(shape)
-        all_slices.append(slice(count, count + size))
-        count += size
     return _Graphs(
         joined=joined,
         value_vars=value_vars,
@@ -365,10 +346,27 @@ def _graphs(model, var_names) -> _Graphs:
         names=names,
         slices=slices,
         concrete_shapes=concrete_shapes,
-        n_dim=n_dim,
-        stored_info=(all_names, all_slices, all_shapes),
-        renamed=renamed,
+        n_dim=count,
+        shapes=shapes,
     )
+
+
+def _stored_layout(graphs: _Graphs, derived: DerivedVariables) -> tuple[list, list, list]:
+    """nutpie's layout of what its expansion would store (names, slices, shapes):
+    the positions, then the variables :mod:`derived` computes, which nutpie's
+    ``_prepare_dims_and_coords`` reads for their dims."""
+    names, slices = list(graphs.names), list(graphs.slices)
+    shapes, count = list(graphs.concrete_shapes), graphs.n_dim
+    for name in derived.names:
+        if name in derived.copied:  # a position already
+            continue
+        shape = tuple(graphs.shapes[name])
+        size = int(np.prod(shape, dtype=int))
+        names.append(name)
+        slices.append(slice(count, count + size))
+        shapes.append(shape)
+        count += size
+    return names, slices, shapes
 
 
 def _compile_graphs(model, graphs: _Graphs):
@@ -701,7 +699,7 @@ def compile_for_nutpie(model, var_names: Iterable[str] | None = None) -> Positio
     initial_point_fn = _np._wrap_with_lock(initial_point_fn)
 
     var_names = None if var_names is None else list(var_names)
-    graphs = _graphs(model, var_names)
+    graphs = _graphs(model)
     derived = derived_variables(model, var_names)
     initial_point_fn = _np._rv_dict_to_flat_array_wrapper(
         initial_point_fn, names=graphs.names, shapes=graphs.concrete_shapes
@@ -714,8 +712,11 @@ def compile_for_nutpie(model, var_names: Iterable[str] | None = None) -> Positio
             _remember(entry, callbacks)
     else:
         _stats["graphs_reused"] += 1
+    # transformed values, named after their transform
+    renamed = [p for p in derived.positions if p not in derived.copied]
     # dims of everything stored (nutpie gives the positions those of their variable)
-    dims, coords = _np._prepare_dims_and_coords(model, graphs.stored_info, graphs.renamed)
+    stored = _stored_layout(graphs, derived)
+    dims, coords = _np._prepare_dims_and_coords(model, stored, renamed)
     positions = (graphs.names, graphs.slices, graphs.concrete_shapes)
     return PositionsModel(
         _n_dim=graphs.n_dim,
@@ -732,6 +733,6 @@ def compile_for_nutpie(model, var_names: Iterable[str] | None = None) -> Positio
         shape_info=positions,
         logp_func=callbacks.logp_fn,  # None when the graph was not compiled here
         expand_func=None,
-        reparameterized_names=graphs.renamed,
+        reparameterized_names=renamed,
         derived=derived,
     )

@@ -14,10 +14,16 @@ import warnings
 from pathlib import Path
 
 import pytest
+from pytensor.compile.mode import Mode
 
 import scleromx_bayes as sxb
 
 FAST = {"draws": 400, "tune": 400, "chains": 2}
+# A reference graph a test evaluates a few times: PyTensor's rewrites, then each
+# operation's own Python code. The default mode would compile it with numba, and
+# FAST_COMPILE with gcc: seconds per graph on an empty compile cache, for nothing
+# the test checks.
+REFERENCE_MODE = Mode(linker="py", optimizer="fast_run")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 

@@ -11,6 +11,7 @@ import pytest
 from scipy import integrate, special, stats
 
 import scleromx_bayes as sxb
+from conftest import REFERENCE_MODE
 from scleromx_bayes.borrowing import (
     BetaMixture,
     EvidenceError,
@@ -404,7 +405,7 @@ def _logp_pair(cells, spec, external, *, shared=False):
     from scleromx_bayes.model import build_model
 
     model = build_model(cells, spec, external=external, shared=shared)
-    return model, model.compile_logp(mode="FAST_COMPILE"), model.initial_point()
+    return model, model.compile_logp(mode=REFERENCE_MODE), model.initial_point()
 
 
 def test_power_prior_is_the_external_likelihood_times_a0(example):
@@ -417,7 +418,7 @@ def test_power_prior_is_the_external_likelihood_times_a0(example):
     cells = example.cells()
     rng = np.random.default_rng(1)
     plain = build_model(cells, spec)
-    plain_logp = plain.compile_logp(mode="FAST_COMPILE")
+    plain_logp = plain.compile_logp(mode=REFERENCE_MODE)
     prior = spec.prior("intercept").params
     for a0 in (0.0, 0.4, 1.0):
         prepared = _prepared(example, "power", a0=a0).prepare(cells)
@@ -592,7 +593,7 @@ def test_a_published_mixture_prior_from_the_spec(example):
     cells = example.cells()
     prepared = Borrowing.from_spec(None, spec.borrowing).prepare(cells)
     model = build_model(cells, spec, external=prepared.external)
-    logp = model.compile_logp(vars=[model["borrowed_logit"]], jacobian=False, mode="FAST_COMPILE")
+    logp = model.compile_logp(vars=[model["borrowed_logit"]], jacobian=False, mode=REFERENCE_MODE)
     mix = NormalMixture([0.7, 0.3], [1.0, 0.2], [0.4, 1.2])
     for x in (-1.0, 0.3, 1.7):
         assert float(logp({**model.initial_point(), "borrowed_logit": np.array([x])})) == (

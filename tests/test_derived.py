@@ -11,13 +11,14 @@ import numpy as np
 import pymc as pm
 import pytensor
 import pytest
+import xarray as xr
 from pytensor.compile.builders import OpFromGraph
-from pytensor.compile.mode import Mode
 from pytensor.tensor.blockwise import Blockwise
 from pytensor.tensor.elemwise import Elemwise
 
 import scleromx_bayes as sxb
-from scleromx_bayes.derived import derived_variables
+from conftest import REFERENCE_MODE
+from scleromx_bayes.derived import JOINT, derived_variables, log_densities
 from scleromx_bayes.model import build_model, canonical_value, scalar_values, stored_names
 from scleromx_bayes.model import names as v
 
@@ -54,24 +55,91 @@ def _data(derived) -> dict:
     return {d: d.get_value() for d in derived.data}
 
 
+def _assert_numpy_over_all_draws(function, label) -> None:
+    fgraph = function.function.maker.fgraph
+    on_draws = set(fgraph.inputs[: len(function.positions)])
+    for node in fgraph.toposort():
+        if not on_draws.intersection(node.inputs):
+            continue
+        on_draws.update(node.outputs)
+        assert not isinstance(node.op, (Blockwise, OpFromGraph)), (label, node)
+        if isinstance(node.op, Elemwise):
+            assert getattr(node.op.scalar_op, "nfunc_spec", None), (label, node)
+    assert on_draws.issuperset(fgraph.outputs), label
+
+
 def test_the_bundled_models_are_computed_over_all_draws_by_numpy():
     """Every operation on the draws is NumPy's over the whole batch: no operation
     looped over draws one at a time (Blockwise, an inner graph) and no element-wise
-    operation PyTensor runs through a Python function per element."""
+    operation PyTensor runs through a Python function per element. The same for
+    the stored variables and for the log densities (likelihood, prior, joint)."""
     example = sxb.load_example()
     for name in MODELS:
         model = _shared_model(example, name)
-        derived = derived_variables(model, stored_names(model))
-        fgraph = derived.function.maker.fgraph
-        on_draws = set(fgraph.inputs[: len(derived.positions)])
-        for node in fgraph.toposort():
-            if not on_draws.intersection(node.inputs):
-                continue
-            on_draws.update(node.outputs)
-            assert not isinstance(node.op, (Blockwise, OpFromGraph)), (name, node)
-            if isinstance(node.op, Elemwise):
-                assert getattr(node.op.scalar_op, "nfunc_spec", None), (name, node)
-        assert on_draws.issuperset(fgraph.outputs), name
+        _assert_numpy_over_all_draws(derived_variables(model, stored_names(model)), name)
+        for kind in ("likelihood", "prior", "joint"):
+            _assert_numpy_over_all_draws(log_densities(model, kind), (name, kind))
+
+
+@pytest.mark.parametrize(
+    "name", ["base", "exnex", "patient_effect", "interaction", "ordinal", "line_of_therapy"]
+)
+def test_log_densities_and_category_probabilities_are_pymc_s_own(name):
+    """At draws on the parameters' own scale (what a fit stores): the element-wise
+    log-likelihood and log-prior are PyMC's ``compute_log_likelihood`` /
+    ``compute_log_prior`` (the same variables, dims, coordinates and values), the
+    joint log density is PyMC's ``compile_logp`` without Jacobians, draw by draw, and
+    the category log-probabilities LOO and the predictive checks read are PyMC's
+    ``compute_deterministics``."""
+    from pymc.model.transform.conditioning import remove_value_transforms
+    from pymc.stats.log_density import compute_log_density
+
+    from scleromx_bayes.model import category_log_probs
+
+    example = sxb.load_example()
+    spec = sxb.load_spec(name)
+    cells = example.cells(by_patient=spec.patient_effect, covariates=spec.covariates)
+    model = build_model(cells, spec)
+    with model, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        tree = pm.sample_prior_predictive(
+            draws=6, random_seed=4, compile_kwargs={"mode": REFERENCE_MODE}
+        )
+    draws = tree["prior"].to_dataset()
+    tree = xr.DataTree.from_dict({"posterior": draws})
+    for kind in ("likelihood", "prior"):
+        function = log_densities(model, kind)
+        got = function({p: draws[p].values for p in function.positions}, _data(function))
+        expected = compute_log_density(
+            tree,
+            model=model,
+            kind=kind,
+            extend_inferencedata=False,
+            progressbar=False,
+            compile_kwargs={"mode": REFERENCE_MODE},
+        )
+        assert list(got) == list(expected.data_vars), kind
+        for variable, values in got.items():
+            assert values.shape == expected[variable].shape, (kind, variable)
+            np.testing.assert_allclose(values, expected[variable].values, rtol=1e-12, atol=1e-12)
+    joint = log_densities(model, "joint")
+    got = joint({p: draws[p].values for p in joint.positions}, _data(joint))[JOINT]
+    own = remove_value_transforms(model).compile_logp(jacobian=False, mode=REFERENCE_MODE)
+    for d in range(6):
+        point = {p: draws[p].values[0, d] for p in joint.positions}
+        assert got[0, d] == pytest.approx(float(own(point)), rel=1e-12)
+    got = category_log_probs(draws, cells, spec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        expected = pm.compute_deterministics(
+            draws,
+            var_names=[v.CATEGORY_LOG_PROB],
+            model=model,
+            progressbar=False,
+            compile_kwargs={"mode": REFERENCE_MODE},
+        )[v.CATEGORY_LOG_PROB]
+    expected = expected.transpose("chain", "draw", "cell", "category")
+    xr.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", ["base", "exnex", "patient_effect", "interaction", "ordinal"])
@@ -88,10 +156,9 @@ def test_the_stored_variables_are_the_model_s_own_at_every_draw(name):
 
     value_vars = [model.rvs_to_values[rv] for rv in model.free_RVs]
     outputs = [o for o in model.unobserved_value_vars if o.name in stored]
-    # PyTensor's rewrites, each operation's own Python code: nothing for a C
-    # compiler to do on an empty cache
-    mode = Mode(linker="py", optimizer="fast_run")
-    reference = pytensor.function(value_vars, outputs, mode=mode, on_unused_input="ignore")
+    reference = pytensor.function(
+        value_vars, outputs, mode=REFERENCE_MODE, on_unused_input="ignore"
+    )
     assert list(got) == [o.name for o in outputs if o.name in derived.copied] + [
         o.name for o in outputs if o.name not in derived.copied
     ]

@@ -10,7 +10,7 @@ import pytest
 from scipy.special import expit
 
 import scleromx_bayes as sxb
-from conftest import quiet_fit
+from conftest import REFERENCE_MODE, quiet_fit
 from scleromx_bayes.model import effective_structure
 
 # five similar regimens near 40% CR and one far better (about 90%)
@@ -228,7 +228,7 @@ def test_exnex_likelihood_sums_the_state_out_of_each_regimen():
     cells = _small_cohort().cells()
     spec = sxb.load_spec("exnex").with_overrides({"priors.exchangeability.p": 0.3})
     model = build_model(cells, spec)
-    like = model.compile_logp(vars=[model["responders"]], jacobian=False)
+    like = model.compile_logp(vars=[model["responders"]], jacobian=False, mode=REFERENCE_MODE)
     point = model.initial_point()
     point |= {
         "intercept": np.array(-0.4),
@@ -272,7 +272,10 @@ def test_exnex_simulates_from_its_prior_and_fits_given_the_data():
     assert np.var(theta) == pytest.approx(0.3 * (2.25 + 0.25) + 0.7 * 2.25, rel=0.05)
     model = build_model(cells, spec)
     w = model.compile_fn(
-        model["exchangeability_weight"], inputs=model.value_vars, on_unused_input="ignore"
+        model["exchangeability_weight"],
+        inputs=model.value_vars,
+        on_unused_input="ignore",
+        mode=REFERENCE_MODE,
     )
     values = w(model.initial_point() | {"regimen_z": np.array([0.0, 2.0, 0.0])})
     assert len(set(np.round(values, 6))) > 1 and np.all((0 < values) & (values < 1))
@@ -304,7 +307,7 @@ def test_ordinal_exnex_likelihood_is_the_regimen_mixture_of_multinomials():
         name="ordinal_exnex",
     )
     model = build_model(cells, spec)
-    like = model.compile_logp(vars=[model["responses"]], jacobian=False)
+    like = model.compile_logp(vars=[model["responses"]], jacobian=False, mode=REFERENCE_MODE)
     point = model.initial_point() | {
         "intercept": np.array(-0.4),
         "regimen_z": np.array([0.5, -1.0, 2.0]),

@@ -13,7 +13,7 @@ import xarray as xr
 from pymc.model.transform.conditioning import remove_value_transforms
 from scipy import stats
 
-from conftest import ScenarioExecutor
+from conftest import REFERENCE_MODE, ScenarioExecutor
 from scleromx_bayes.model import build_model
 from scleromx_bayes.sensitivity import Grid, GridError, load_grid, run_sensitivity
 from scleromx_bayes.sensitivity import reweight as reweight_module
@@ -311,7 +311,7 @@ def test_log_density_at_draws_is_each_scenario_s_own_model_s(example, base_fit, 
         assert got.shape == (2, 400) and np.isfinite(got).all()
         cells, spec = (base_fit.cells, base_fit.spec) if x is None else (x.cells, x.spec)
         own = remove_value_transforms(build_model(cells, spec))
-        log_density = own.compile_logp(jacobian=False)
+        log_density = own.compile_logp(jacobian=False, mode=REFERENCE_MODE)
         for chain, draw in [(0, 0), (0, 123), (1, 399)]:
             point = {
                 rv.name: posterior[rv.name].isel(chain=chain, draw=draw).values

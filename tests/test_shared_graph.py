@@ -11,6 +11,7 @@ import pytest
 import xarray as xr
 
 import scleromx_bayes as sxb
+from conftest import REFERENCE_MODE
 from scleromx_bayes import native
 from scleromx_bayes.fit import cells_for, clear_compiled_cache
 from scleromx_bayes.model import build_model, shared_graph
@@ -60,9 +61,9 @@ def test_the_shared_graph_has_the_spec_s_own_log_density(example, name):
     shared = build_model(cells, spec, shared=True)
     own_values = {model_var.name for model_var in own.value_vars}
     extra = {x.name for x in shared.value_vars} - own_values
-    own_logp = own.compile_logp(mode="FAST_COMPILE")  # a few evaluations: no numba
+    own_logp = own.compile_logp(mode=REFERENCE_MODE)  # a few evaluations
     shared_rvs = [shared[own.values_to_rvs[x].name] for x in own.value_vars]
-    shared_logp = shared.compile_logp(vars=shared_rvs + shared.observed_RVs, mode="FAST_COMPILE")
+    shared_logp = shared.compile_logp(vars=shared_rvs + shared.observed_RVs, mode=REFERENCE_MODE)
     rng = np.random.default_rng(7)
     for _ in range(5):
         point = _random_point(own, rng, own_values)

@@ -27,11 +27,14 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 import xarray as xr
+from arviz_base import dict_to_dataset
+from pymc.backends.arviz import coords_and_dims_for_inferencedata
 from scipy.special import gammaln
 
 from .cohort import CellTable
+from .derived import NUMPY_MODE, log_densities
 from .fit import Fit
-from .model import build_model, category_log_probs, exact_float_math, ordinal_counts
+from .model import build_model, category_log_probs, ordinal_counts
 from .model import names as v
 from .provenance import SYNTHETIC_NOTE
 from .spec import ModelSpec, load_spec
@@ -353,11 +356,34 @@ def prior_predictive_check(
     if spec.response_scale == "ordinal":
         raise ValueError("the prior predictive check counts responders: use a binary model")
     model = build_model(cells, spec, simulate=True)
-    with exact_float_math(), warnings.catch_warnings():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        prior = pm.sample_prior_predictive(draws=draws, model=model, random_seed=seed)
+        prior = pm.sample_prior_predictive(
+            draws=draws, model=model, random_seed=seed, compile_kwargs={"mode": NUMPY_MODE}
+        )
     replicated = prior["prior_predictive"][v.RESPONDERS].values.reshape(draws, -1)
     return _aggregate(cells, replicated, interval, "prior predictive", synthetic)
+
+
+def _log_density_group(tree: xr.DataTree, model: pm.Model, kind: str) -> xr.Dataset:
+    """The ``log_likelihood`` or ``log_prior`` group ``pymc.compute_log_likelihood`` /
+    ``pymc.stats.compute_log_prior`` would add (the same variables, dims and
+    coordinates), computed for all draws at once by NumPy rather than compiled
+    and called draw by draw."""
+    function = log_densities(model, kind)
+    posterior = tree["posterior"]
+    draws = {name: posterior[name].values for name in function.positions}
+    values = function(draws, {d: d.get_value(borrow=True) for d in function.data})
+    coords, dims = coords_and_dims_for_inferencedata(model)
+    coords |= {d: posterior[d].values for d in ("chain", "draw")}
+    return dict_to_dataset(
+        values,
+        inference_library=pm,
+        dims=dims,
+        coords=coords,
+        sample_dims=["chain", "draw"],
+        skip_event_dims=True,
+    )
 
 
 def power_scaling(fit: Fit, var_names: Iterable[str] = v.POWER_SCALING_CHECKED) -> pd.DataFrame:
@@ -392,10 +418,8 @@ def power_scaling(fit: Fit, var_names: Iterable[str] = v.POWER_SCALING_CHECKED) 
         model = build_model(fit.cells, fit.spec, external=fit.external)
         with model:
             pm.set_data({v.REGIMEN_PRIOR_SHIFT: fit.shift_vector()})
-        with exact_float_math(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pm.compute_log_likelihood(tree, model=model, progressbar=False)
-            pm.stats.compute_log_prior(tree, model=model, progressbar=False)
+        for kind in ("likelihood", "prior"):
+            tree[f"log_{kind}"] = xr.DataTree(_log_density_group(tree, model, kind))
     # a constant quantity (the reference severity's effect is 0 by definition) has no
     # sensitivity to measure: ArviZ would divide by zero and mark it as fine
     post = tree["posterior"].to_dataset()

@@ -26,10 +26,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
+from pymc.model.transform.conditioning import remove_value_transforms
 from pytensor.compile.builders import OpFromGraph
 from pytensor.compile.mode import Mode
 from pytensor.compile.ops import ViewOp
@@ -43,16 +45,22 @@ from pytensor.scalar.basic import Identity, Second
 from pytensor.scalar.math import Softplus
 from pytensor.tensor.basic import Join
 from pytensor.tensor.elemwise import Elemwise
+from pytensor.tensor.math import Dot
+from pytensor.tensor.shape import Shape, Shape_i
 from pytensor.tensor.subtensor import AdvancedIncSubtensor
 
 from .graph_fingerprint import shared_variables
 
-__all__ = ["DerivedVariables", "derived_variables"]
+__all__ = ["JOINT", "NUMPY_MODE", "DerivedVariables", "derived_variables", "log_densities"]
+
+JOINT = "joint_log_density"  # the output of log_densities(model, "joint")
 
 # NumPy through each operation's own `perform`: nothing compiled, so building the
 # function costs graph work only. No rewrites either: they would only fuse
-# operations into loops NumPy runs element by element in Python.
-_NUMPY = Mode(linker=VMLinker(use_cloop=False, c_thunks=False), optimizer=None)
+# operations into loops NumPy runs element by element in Python. Also the mode of
+# the package's forward sampling (prior draws: one call per draw, milliseconds each,
+# where numba's compile of the same random graph costs seconds).
+NUMPY_MODE = Mode(linker=VMLinker(use_cloop=False, c_thunks=False), optimizer=None)
 
 
 @dataclass(frozen=True, eq=False)
@@ -149,7 +157,72 @@ def derived_variables(model, var_names: Sequence[str] | None = None) -> DerivedV
     if var_names is not None:
         wanted = set(var_names)
         remaining = [v for v in remaining if v.name in wanted]
-    outputs = [pt.as_tensor(v, allow_xtensor_conversion=True) for v in remaining]
+    function, data = _over_draws(values, remaining)
+    return DerivedVariables(
+        positions=tuple(positions),
+        names=(*copied, *[v.name for v in remaining]),
+        data=tuple(data),
+        copied=frozenset(copied),
+        function=function,
+    )
+
+
+def log_densities(model, kind: Literal["likelihood", "prior", "joint"]) -> DerivedVariables:
+    """Log densities at draws of the parameters on their own scale, computed for all
+    draws at once by NumPy (nothing compiled): the element-wise log density of each
+    observed (``likelihood``) or free (``prior``) variable, what
+    ``pymc.compute_log_likelihood`` and ``pymc.stats.compute_log_prior`` add to a
+    fit; or (``joint``) the model's joint log density without Jacobians, potentials
+    included, as one output named :data:`JOINT`.
+
+    Parameters
+    ----------
+    model : pymc.Model
+    kind : {"likelihood", "prior", "joint"}
+
+    Returns
+    -------
+    DerivedVariables
+        Its inputs are the free parameters' names (the draws a fit stores), its
+        outputs one log density per variable, named after the variable (or the
+        joint one).
+
+    Examples
+    --------
+    >>> import numpy as np, pymc as pm
+    >>> from scleromx_bayes.derived import log_densities
+    >>> with pm.Model() as m:
+    ...     sd = pm.HalfNormal("sd", 1.0)
+    ...     y = pm.Normal("y", 0.0, sd, observed=[0.0, 1.0])
+    >>> ll = log_densities(m, "likelihood")
+    >>> out = ll({"sd": np.ones((1, 2))}, {})
+    >>> out["y"].shape, round(float(out["y"][0, 0, 1]), 4)
+    ((1, 2, 2), -1.4189)
+    """
+    if kind not in ("likelihood", "prior", "joint"):
+        raise ValueError(f"kind must be 'likelihood', 'prior' or 'joint', not {kind!r}")
+    model = remove_value_transforms(model)  # draws are stored on their own scale
+    values = [model.rvs_to_values[rv] for rv in model.free_RVs]
+    if kind == "joint":
+        names, densities = (JOINT,), [model.logp(jacobian=False)]
+    else:
+        targets = model.observed_RVs if kind == "likelihood" else model.free_RVs
+        names, densities = tuple(rv.name for rv in targets), model.logp(vars=targets, sum=False)
+    function, data = _over_draws(values, densities)
+    return DerivedVariables(
+        positions=tuple(value.name for value in values),
+        names=names,
+        data=tuple(data),
+        copied=frozenset(),
+        function=function,
+    )
+
+
+def _over_draws(values: Sequence[Variable], outputs: Sequence[Variable]) -> tuple[object, list]:
+    """``outputs`` (graphs of the model's ``values`` and data) as one NumPy function of
+    every value's draws (a leading draw dimension each) and of the data, and the
+    shared variables (``pm.Data``) that are its data inputs, in input order."""
+    outputs = [pt.as_tensor(o, allow_xtensor_conversion=True) for o in outputs]
     by_name = shared_variables(outputs)
     data = [by_name[name] for name in sorted(by_name)]
     inputs = {d: d.type() for d in data}
@@ -166,24 +239,18 @@ def derived_variables(model, var_names: Sequence[str] | None = None) -> DerivedV
     function = pytensor.function(
         [*batched.values(), *inputs.values()],
         outputs,
-        mode=_NUMPY,
+        mode=NUMPY_MODE,
         on_unused_input="ignore",
         accept_inplace=False,
     )
-    return DerivedVariables(
-        positions=tuple(positions),
-        names=(*copied, *[v.name for v in remaining]),
-        data=tuple(data),
-        copied=frozenset(copied),
-        function=function,
-    )
+    return function, data
 
 
 def _batched(outputs: list, replace: Mapping) -> list:
     """``pytensor.graph.vectorize_graph`` with one batch dimension (the draws), and
     batched forms of the operations it would otherwise loop over in Python, one draw
-    at a time (``Blockwise``): identity views, inner graphs, joins and scatter-adds
-    of unbatched and batched pieces."""
+    at a time (``Blockwise``): identity views, shapes, matrix products, inner graphs,
+    joins and scatter-adds of unbatched and batched pieces."""
     inputs = truncated_graph_inputs(outputs, ancestors_to_include=replace.keys())
     new = {inp: replace.get(inp, inp) for inp in inputs}
     n_draws = next(iter(replace.values())).shape[0]
@@ -200,6 +267,17 @@ def _batched_node(node, args: list, n_draws) -> list:
     op = node.op
     if isinstance(op, ViewOp):
         return args
+    if isinstance(op, (Shape, Shape_i)) and args[0].ndim > node.inputs[0].ndim:
+        # every draw has the same shape: its shape is not batched (vectorize_graph
+        # repeats it per draw, and an allocation of that size then loops over draws)
+        shape = args[0].shape[1:]
+        return [shape if isinstance(op, Shape) else shape[op.i]]
+    if isinstance(op, Dot):  # covariates times coefficients: one tensordot for all draws
+        (x, y), (x0, y0) = args, node.inputs
+        if x.ndim > x0.ndim and y.ndim == y0.ndim:  # (draw, m, n) @ (n, p)
+            return [pt.tensordot(x, y, axes=[[2], [0]])]
+        if y.ndim > y0.ndim and x.ndim == x0.ndim:  # (m, n) @ (draw, n, p)
+            return [pt.tensordot(y, x, axes=[[1], [1]]).transpose(0, 2, 1)]
     if isinstance(op, OpFromGraph):
         inner = op.fgraph.bind(dict(zip(op.fgraph.inputs, node.inputs, strict=True)))
         return _batched(list(inner), dict(zip(node.inputs, args, strict=True)))

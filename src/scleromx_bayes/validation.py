@@ -31,8 +31,9 @@ from scipy.special import expit
 
 from .borrowing import PreparedBorrowing
 from .cohort import CellTable, read_counts
+from .derived import NUMPY_MODE
 from .fit import SamplerSettings, fit_cells
-from .model import build_model, effective_structure, exact_float_math
+from .model import build_model, effective_structure
 from .model import names as v
 from .model.external import ExternalEvidence
 from .plots import new_figure, save_figure
@@ -278,9 +279,11 @@ def sbc(
     if external is not None and external.method == "power":
         raise ValueError("the power prior is not a generative model: SBC does not apply")
     model = build_model(design, spec, external=external, simulate=True)
-    with exact_float_math(), warnings.catch_warnings():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        prior = pm.sample_prior_predictive(draws=n_sims, model=model, random_seed=seed)
+        prior = pm.sample_prior_predictive(
+            draws=n_sims, model=model, random_seed=seed, compile_kwargs={"mode": NUMPY_MODE}
+        )
     truth_post = prior["prior"].to_dataset()
     partial = None
     if spec.response_scale == "ordinal":

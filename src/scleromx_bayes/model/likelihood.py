@@ -3,22 +3,25 @@
 LOO and predictive checks need, for every draw, the log-probability of each response
 category in each cell. That quantity is a node of the graph
 (:data:`names.CATEGORY_LOG_PROB`); it is not stored while sampling, and is
-computed here from the draws with ``pymc.compute_deterministics``, so there is no
-second copy of the likelihood to drift from the first.
+computed here from the draws by that graph, so there is no second copy of the
+likelihood to drift from the first. The graph is evaluated for all draws at once
+by NumPy (:mod:`..derived`), as ``pymc.compute_deterministics`` would evaluate it
+one draw at a time after compiling it (seconds of numba's compile per model
+structure, on an empty cache).
 """
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pymc as pm
 import xarray as xr
+from pymc.model.transform.conditioning import remove_value_transforms
 
 from ..cohort import CellTable
+from ..derived import derived_variables
 from ..spec import ModelSpec
 from . import names as v
-from .build import build_model, data_values, exact_float_math
+from .build import build_model, data_values
 from .external import ExternalEvidence
 
 __all__ = ["category_log_probs"]
@@ -53,9 +56,15 @@ def category_log_probs(
     model = build_model(cells, spec, external=external)
     with model:
         pm.set_data(dict(data_values(cells, spec, shift, external=external)))
-    with exact_float_math(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        out = pm.compute_deterministics(
-            posterior, var_names=[v.CATEGORY_LOG_PROB], model=model, progressbar=False
-        )
-    return out[v.CATEGORY_LOG_PROB].transpose("chain", "draw", "cell", "category")
+    # the draws are stored on the parameters' own scale: the graph without transforms
+    # takes them as they are
+    own_scale = remove_value_transforms(model)
+    function = derived_variables(own_scale, var_names=[v.CATEGORY_LOG_PROB])
+    draws = {name: posterior[name].values for name in function.positions}
+    data = {d: d.get_value(borrow=True) for d in function.data}
+    log_p = function(draws, data)[v.CATEGORY_LOG_PROB]
+    dims = ("chain", "draw", *model.named_vars_to_dims[v.CATEGORY_LOG_PROB])
+    coords = {d: posterior[d].values for d in ("chain", "draw")}
+    coords |= {d: list(model.coords[d]) for d in dims[2:]}
+    out = xr.DataArray(log_p, dims=dims, coords=coords, name=v.CATEGORY_LOG_PROB)
+    return out.transpose("chain", "draw", "cell", "category")

@@ -26,14 +26,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import pymc as pm
-import pytensor.tensor as pt
 import xarray as xr
-from pymc.model.transform.conditioning import remove_value_transforms
-from pytensor.graph.replace import vectorize_graph
 
 from ..cohort import CellTable
+from ..derived import JOINT, log_densities
 from ..fit import Fit, FitTiming, cell_groups
-from ..model import build_model, data_values, effective_structure, exact_float_math
+from ..model import build_model, data_values, effective_structure
 from ..model import names as v
 from ..spec import ModelSpec
 from .plan import ScenarioInputs
@@ -81,40 +79,33 @@ def _signature_key(cells: CellTable, spec: ModelSpec) -> tuple:
 DRAWS_PER_CALL = 512
 
 
-class _CompiledLogDensity:
+class _LogDensity:
     """One model graph's joint log density (prior times likelihood, on the
-    parameters' own scale) at many draws per call, compiled once; each call sets a
+    parameters' own scale) at many draws per call, built once; each call takes a
     scenario's data.
 
-    The graph is PyTensor's own, vectorised over a leading draw dimension
-    (``vectorize_graph``): one call of compiled code evaluates a block of draws,
-    where a draw at a time cost a Python call each (five times as long on the
-    example, the same numbers).
+    The graph is PyTensor's own, vectorised over a leading draw dimension and
+    evaluated by NumPy (:func:`derived.log_densities`): one call evaluates a block
+    of draws, nothing is compiled (numba's compile of the same graph cost seconds
+    per structure on an empty cache, for a few calls).
     """
 
     def __init__(self, own: pm.Model):
-        self.model = remove_value_transforms(own)
-        values = [self.model.rvs_to_values[rv] for rv in self.model.free_RVs]
-        self.names = [x.name for x in values]
-        blocks = [
-            pt.tensor(name=x.name, dtype=x.dtype, shape=(None, *x.type.shape)) for x in values
-        ]
-        log_density = vectorize_graph(
-            self.model.logp(jacobian=False), replace=dict(zip(values, blocks, strict=True))
-        )
-        with exact_float_math():
-            self.function = self.model.compile_fn(log_density, inputs=blocks, point_fn=False)
+        self.function = log_densities(own, "joint")
+        self.names = self.function.positions
 
     def __call__(self, data: dict[str, np.ndarray], draws: dict[str, np.ndarray]) -> np.ndarray:
         """Log density at each of ``draws`` (each parameter's draws along a first
-        axis) under ``data``."""
-        with self.model:
-            pm.set_data(data)
+        axis) under ``data`` (by name; data not given keep the model's values)."""
+        values = {
+            d: np.asarray(data[d.name], dtype=d.type.dtype) if d.name in data else d.get_value()
+            for d in self.function.data
+        }
         n = len(draws[self.names[0]])
-        blocks = [
-            self.function(*(draws[name][start : start + DRAWS_PER_CALL] for name in self.names))
-            for start in range(0, n, DRAWS_PER_CALL)
-        ]
+        blocks = []
+        for start in range(0, n, DRAWS_PER_CALL):
+            block = {name: draws[name][None, start : start + DRAWS_PER_CALL] for name in self.names}
+            blocks.append(self.function(block, values)[JOINT][0])
         return np.concatenate(blocks)
 
 
@@ -176,9 +167,9 @@ class LogDensity:
     at a fit's draws, for any scenario with the same free parameters: other data,
     other prior values, or another prior family of the same support.
 
-    One compiled function per model graph (a fraction of a second each, from
-    PyTensor's cache), compiled on first use: the baseline's, and one more for each
-    other prior family a grid asks for; each scenario sets its data. Which scenarios
+    One function per model graph (a tenth of a second or so to build, nothing
+    compiled), built on first use: the baseline's, and one more for each other
+    prior family a grid asks for; each scenario passes its data. Which scenarios
     it may be asked about: ``parameters.why_not`` (:class:`ScenarioParameters`).
     """
 
@@ -193,17 +184,17 @@ class LogDensity:
             for name, x in posterior.data_vars.items()
             for values in [x.transpose("chain", "draw", ...).values]
         }
-        self._compiled: dict[tuple, _CompiledLogDensity] = {}
+        self._compiled: dict[tuple, _LogDensity] = {}
 
-    def _log_density(self, inputs: ScenarioInputs | None) -> _CompiledLogDensity:
+    def _log_density(self, inputs: ScenarioInputs | None) -> _LogDensity:
         key, model = self.parameters.model(inputs)
         if key not in self._compiled:
-            self._compiled[key] = _CompiledLogDensity(model)
+            self._compiled[key] = _LogDensity(model)
         return self._compiled[key]
 
     def at_draws(self, inputs: ScenarioInputs | None = None) -> np.ndarray:
         """Log density of the baseline's draws under ``inputs`` (None: the baseline),
-        shaped (chain, draw); its own prior families' graph, compiled on first use."""
+        shaped (chain, draw); its own prior families' graph, built on first use."""
         cells, spec = self.parameters.cells_and_spec(inputs)
         data = dict(data_values(cells, spec, self.base.shift_vector()))
         return self._log_density(inputs)(data, self._draws).reshape(self.shape)

@@ -1,4 +1,5 @@
-"""The stored variables of a fit, computed from its draws after sampling.
+"""Functions of a model's draws, computed for all draws at once by NumPy: the stored
+variables of a fit after sampling, and the log densities the checks read.
 
 nutpie samples the free parameters' unconstrained values; what a fit keeps is the
 parameters on their own scale (``site_sd``, not its log) and the model's
@@ -19,6 +20,11 @@ The values are the graph's own, computed by NumPy rather than by numba: the
 sampler's path and every free parameter without a transform are the same bits
 either way; a transformed parameter or a deterministic may differ from nutpie's own
 expansion in the last bit or two (``tests/test_derived.py``).
+
+:func:`log_densities` does the same for the element-wise log-likelihood and
+log-prior (power scaling) and the joint log density (reweighting a grid) at draws on
+the parameters' own scale, where PyMC would compile the graph with numba (seconds per
+structure on an empty cache) and call it once per draw.
 """
 
 from __future__ import annotations
@@ -65,15 +71,18 @@ NUMPY_MODE = Mode(linker=VMLinker(use_cloop=False, c_thunks=False), optimizer=No
 
 @dataclass(frozen=True, eq=False)
 class DerivedVariables:
-    """Computes a model's stored variables from draws of its free parameters.
+    """Computes a model's stored variables (or log densities) from draws of its free
+    parameters.
 
     Attributes
     ----------
     positions : tuple of str
-        The free parameters' value names (unconstrained), the function's inputs.
+        The free parameters' value names (unconstrained for the stored variables, on
+        their own scale for the log densities), the function's inputs.
     names : tuple of str
-        The stored variables, in the order nutpie stores them: free parameters
-        without a transform (copied), then the rest (computed).
+        The outputs: the stored variables, in the order nutpie stores them (free
+        parameters without a transform, copied, then the rest, computed), or the
+        log densities.
     data : tuple of Variable
         The shared variables (``pm.Data``) the computed ones read, in input order.
 

@@ -372,7 +372,9 @@ def _log_density_group(tree: xr.DataTree, model: pm.Model, kind: str) -> xr.Data
     and called draw by draw."""
     function = log_densities(model, kind)
     posterior = tree["posterior"]
-    draws = {name: posterior[name].values for name in function.positions}
+    draws = {
+        name: posterior[name].transpose("chain", "draw", ...).values for name in function.positions
+    }
     values = function(draws, {d: d.get_value(borrow=True) for d in function.data})
     coords, dims = coords_and_dims_for_inferencedata(model)
     coords |= {d: posterior[d].values for d in ("chain", "draw")}

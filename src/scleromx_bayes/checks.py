@@ -370,12 +370,8 @@ def _log_density_group(tree: xr.DataTree, model: pm.Model, kind: str) -> xr.Data
     ``pymc.stats.compute_log_prior`` would add (the same variables, dims and
     coordinates), computed for all draws at once by NumPy rather than compiled
     and called draw by draw."""
-    function = log_densities(model, kind)
     posterior = tree["posterior"]
-    draws = {
-        name: posterior[name].transpose("chain", "draw", ...).values for name in function.positions
-    }
-    values = function(draws, {d: d.get_value(borrow=True) for d in function.data})
+    values = log_densities(model, kind).at_posterior(posterior)
     coords, dims = coords_and_dims_for_inferencedata(model)
     coords |= {d: posterior[d].values for d in ("chain", "draw")}
     return dict_to_dataset(

@@ -112,12 +112,12 @@ class DerivedVariables:
     def __call__(
         self, draws: Mapping[str, np.ndarray], data: Mapping[Variable, np.ndarray]
     ) -> dict[str, np.ndarray]:
-        """The stored variables of ``draws``.
+        """The outputs at ``draws``.
 
         Parameters
         ----------
         draws : mapping of str to array
-            Each free parameter's unconstrained draws, shape ``(chain, draw, *shape)``.
+            Each of :attr:`positions`' draws, shape ``(chain, draw, *shape)``.
         data : mapping of Variable to array
             The value of each of :attr:`data` for this fit.
 
@@ -142,6 +142,19 @@ class DerivedVariables:
                 value = next(computed)
                 out[name] = value.reshape(*lead, *value.shape[1:])
         return out
+
+    def at_posterior(self, posterior) -> dict[str, np.ndarray]:
+        """The outputs at a fit's stored draws (an ``xarray`` Dataset or DataTree
+        node with ``chain`` and ``draw`` dims), under the data the model's shared
+        variables hold now.
+
+        Returns
+        -------
+        dict of str to array
+            Each of :attr:`names`, shape ``(chain, draw, *shape)``.
+        """
+        draws = {p: posterior[p].transpose("chain", "draw", ...).values for p in self.positions}
+        return self(draws, {d: d.get_value(borrow=True) for d in self.data})
 
 
 def derived_variables(model, var_names: Sequence[str] | None = None) -> DerivedVariables:

@@ -60,11 +60,7 @@ def category_log_probs(
     # takes them as they are
     own_scale = remove_value_transforms(model)
     function = derived_variables(own_scale, var_names=[v.CATEGORY_LOG_PROB])
-    draws = {
-        name: posterior[name].transpose("chain", "draw", ...).values for name in function.positions
-    }
-    data = {d: d.get_value(borrow=True) for d in function.data}
-    log_p = function(draws, data)[v.CATEGORY_LOG_PROB]
+    log_p = function.at_posterior(posterior)[v.CATEGORY_LOG_PROB]
     dims = ("chain", "draw", *model.named_vars_to_dims[v.CATEGORY_LOG_PROB])
     coords = {d: posterior[d].values for d in ("chain", "draw")}
     coords |= {d: list(model.coords[d]) for d in dims[2:]}

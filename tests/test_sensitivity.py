@@ -264,9 +264,11 @@ def test_failed_diagnostics_are_reported_not_hidden(example):
 def test_dask_executor_gives_the_same_numbers(example, small_grid, small_run):
     distributed = pytest.importorskip("dask.distributed")
     sub = Grid(name="two", scenarios=small_grid.scenarios[:2], **RUN)
+    # one worker process: the scenarios cross a process boundary (pickled there and
+    # back) and compile there; a second process would only import PyMC once more
     with (
         distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
@@ -275,8 +277,8 @@ def test_dask_executor_gives_the_same_numbers(example, small_grid, small_run):
     xr.testing.assert_allclose(
         on_dask["p_cr_new_site"], local["p_cr_new_site"].isel(scenario=[0, 1]), rtol=1e-12
     )
-    # each worker process compiles for itself (1 or 2 workers took work); all are counted
-    assert on_dask.attrs["compilations"] in (1, 2)
+    # the worker process compiles for itself (its own process, its own count)
+    assert on_dask.attrs["compilations"] == 1
     assert int(on_dask["compiled_now"].sum()) == on_dask.attrs["compilations"]
 
 

@@ -184,13 +184,13 @@ class LogDensity:
             for name, x in posterior.data_vars.items()
             for values in [x.transpose("chain", "draw", ...).values]
         }
-        self._compiled: dict[tuple, _LogDensity] = {}
+        self._by_graph: dict[tuple, _LogDensity] = {}
 
     def _log_density(self, inputs: ScenarioInputs | None) -> _LogDensity:
         key, model = self.parameters.model(inputs)
-        if key not in self._compiled:
-            self._compiled[key] = _LogDensity(model)
-        return self._compiled[key]
+        if key not in self._by_graph:
+            self._by_graph[key] = _LogDensity(model)
+        return self._by_graph[key]
 
     def at_draws(self, inputs: ScenarioInputs | None = None) -> np.ndarray:
         """Log density of the baseline's draws under ``inputs`` (None: the baseline),
